@@ -22,3 +22,33 @@ test-fast: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# ---- docker targets: begin (docs/gpu-hosts.md; the image installs through scripts/install.sh too) ----
+# make docker-build [FLAVOR=cpu]   make docker-run SPEC=experiments/cifar10.yaml [ARGS="--set train.epochs=5"]
+# make docker-tensorboard          (http://127.0.0.1:6006, published on this host's loopback only)
+IMAGE ?= dlrun
+FLAVOR ?= gpu
+GPUS ?= all
+ARGS ?=
+DATA_DIR ?= $(HOME)/tensorflow_datasets
+HOST_IDS := $(shell id -u):$(shell id -g)
+
+.PHONY: docker-build docker-run docker-tensorboard
+
+docker-build:
+	docker build --build-arg FLAVOR=$(FLAVOR) --build-arg UID=$(shell id -u) --build-arg GID=$(shell id -g) \
+	  -t $(IMAGE):$(FLAVOR) .
+
+# Host directories are created first: Docker would create them owned by root.
+docker-run:
+	mkdir -p runs $(DATA_DIR)
+	docker run --rm $(if $(filter gpu,$(FLAVOR)),--gpus $(GPUS)) --shm-size=2g --stop-timeout 120 \
+	  --user $(HOST_IDS) -v $(CURDIR)/runs:/workspace/runs -v $(DATA_DIR):/workspace/tensorflow_datasets \
+	  -v $(CURDIR)/experiments:/workspace/experiments:ro \
+	  $(IMAGE):$(FLAVOR) $(SPEC) $(ARGS)
+
+docker-tensorboard:
+	mkdir -p runs
+	docker run --rm --user $(HOST_IDS) -p 127.0.0.1:6006:6006 -v $(CURDIR)/runs:/workspace/runs:ro \
+	  $(IMAGE):$(FLAVOR) tensorboard /workspace/runs --host 0.0.0.0 --port 6006
+# ---- docker targets: end ----

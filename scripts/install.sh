@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one install step shared by `make`, CI and the Dockerfile: dlrun and its locked dependencies.
-# usage: scripts/install.sh VENV_DIR [EXTRAS]   (VENV_DIR "-" installs into the current interpreter)
+# usage: scripts/install.sh VENV_DIR [EXTRAS]   (VENV_DIR "-" installs into the current interpreter;
+#        EXTRAS defaults to dev, "" for none, "gpu" for the CUDA wheels)
 set -euo pipefail
 venv=${1:-.venv}
-extras=${2:-dev}
+extras=${2-dev}
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$venv" = "-" ]; then
   py=python3
@@ -18,5 +19,6 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$py" -m pip install --quiet --upgrade "pip>=24"
 spec="$root"
 [ -n "$extras" ] && spec="$root[$extras]"
-# DLRUN_CONSTRAINTS lets an image whose base already ships TensorFlow keep it (see Dockerfile).
+# DLRUN_CONSTRAINTS: the image (and bare-metal GPU hosts) use the lock plus pinned CUDA wheels,
+# requirements/docker-constraints.txt, both written by scripts/lock.sh.
 "$py" -m pip install --quiet -c "${DLRUN_CONSTRAINTS:-$root/requirements/lock.txt}" -e "$spec"

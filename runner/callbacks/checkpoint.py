@@ -1,0 +1,53 @@
+"""checkpoint: the best and the last model in checkpoints/, each written atomically."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field
+
+from runner.callbacks.registry import CALLBACKS, monitor_mode
+from runner.config.base import Strict
+
+
+class Checkpoint(Strict):
+    ENABLED: ClassVar[bool] = True
+    monitor: Optional[str] = Field(None, description="metric that decides the best model")
+    mode: Literal["auto", "min", "max"] = "auto"
+    save_best: bool = Field(True, description="keep checkpoints/best.keras")
+    save_last: bool = Field(True, description="keep checkpoints/last.keras")
+
+
+def _make(cfg: Checkpoint, ctx):
+    import keras
+
+    from runner import run_dir as rd
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.monitor = cfg.monitor or ctx.monitor
+            self.mode = monitor_mode(self.monitor) if cfg.mode == "auto" else cfg.mode
+            self.best = -math.inf if self.mode == "max" else math.inf
+            self.best_epoch = None
+            self.folder = ctx.run_dir.subdir(rd.CHECKPOINTS)
+
+        def _better(self, value) -> bool:
+            return value > self.best if self.mode == "max" else value < self.best
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if cfg.save_last:
+                rd.atomic_save(self.folder / rd.LAST, self.model.save)
+            value = logs.get(self.monitor)
+            if cfg.save_best and value is not None and math.isfinite(value) and self._better(value):
+                self.best, self.best_epoch = float(value), epoch + 1
+                rd.atomic_save(self.folder / rd.BEST, self.model.save)
+
+    return AtomicCheckpoint()
+
+
+@CALLBACKS.register("checkpoint", config=Checkpoint)
+def build(cfg: Checkpoint, ctx):
+    return [_make(cfg, ctx)] if ctx.is_chief else []

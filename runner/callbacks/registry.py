@@ -1,0 +1,24 @@
+"""The callback registry and the context callback builders receive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.registry import Registry
+
+CALLBACKS = Registry("callback")
+MAXIMIZED = ("accuracy", "top5_accuracy", "precision", "recall", "f1", "auc")
+
+
+@dataclass
+class CallbackContext:
+    run_dir: object  # RunDir
+    monitor: str  # the default monitor: val_<first metric> with a validation split, else loss
+    has_validation: bool
+    steps_per_epoch: int
+    is_chief: bool = True
+
+
+def monitor_mode(monitor: str) -> str:
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return "max" if name in MAXIMIZED else "min"

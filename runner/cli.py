@@ -1,0 +1,139 @@
+"""The `dlrun` command line. TensorFlow is imported only inside the verbs that need it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from runner.errors import EXIT_INTERRUPTED, DlrunError
+
+VERBS = ("train", "validate", "render", "schema", "summary")
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+
+
+def _add_spec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key with a YAML value, e.g. --set train.epochs=5 (repeatable)")
+
+
+def cmd_validate(args) -> int:
+    from runner.config import load_config
+
+    cfg, loaded = load_config(args.spec, args.overrides)
+    if args.deep:
+        _quiet_tensorflow()
+        from runner.deep_checks import deep_check
+
+        deep_check(cfg, loaded)
+    print(f"{args.spec}: ok")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from runner.config import load_config, render
+
+    cfg, _ = load_config(args.spec, args.overrides)
+    sys.stdout.write(render(cfg))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from runner.config.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from runner.config import load_config
+
+    cfg, loaded = load_config(args.spec, args.overrides)
+    _quiet_tensorflow()
+    from runner.deep_checks import deep_check
+    from runner.summary import model_summary
+
+    deep_check(cfg, loaded)
+    print(model_summary(cfg))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from runner.config import load_config
+
+    cfg, loaded = load_config(args.spec, args.overrides)
+    _quiet_tensorflow()
+    from runner import run_dir as rd
+    from runner.deep_checks import deep_check
+    from runner.run import run_experiment, summary_table
+
+    deep_check(cfg, loaded)
+    run_dir = rd.RunDir.at(args.run_dir) if args.run_dir else None
+    result = run_experiment(cfg, run_dir, spec_path=args.spec)
+    print(summary_table(result.metrics))
+    print(f"run directory: {result.run_dir.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlrun", description="Configuration-driven deep-learning experiments for Keras 3 on TensorFlow.",
+        epilog="`dlrun SPEC.yaml` is short for `dlrun train SPEC.yaml`. Add --debug to any verb for tracebacks.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    p = sub.add_parser("train", help="train a spec and write a run directory")
+    _add_spec(p)
+    p.add_argument("--run-dir", help="write the run here instead of output.dir/<name>/<timestamp>-<hex>")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("validate", help="check a spec without importing TensorFlow")
+    _add_spec(p)
+    p.add_argument("--deep", action="store_true", help="also check what only Keras can judge (layer lists)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the fully resolved spec")
+    _add_spec(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of specs (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("summary", help="model summary and parameter counts, without training")
+    _add_spec(p)
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    if argv and argv[0] not in VERBS and not argv[0].startswith("-"):
+        argv.insert(0, "train")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except DlrunError as e:
+        if debug:
+            raise
+        print(e.message, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("dlrun: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""Config pipeline: YAML -> extends -> --set -> validate -> frozen Config."""
+
+from __future__ import annotations
+
+import yaml
+
+from runner.config.load import Loaded, load_spec
+
+
+def load_config(path, overrides=()):
+    """(Config, Loaded) for a spec file and its `--set` overrides; raises ConfigError with every problem."""
+    from runner.config.validate import validate
+
+    loaded = load_spec(path, overrides)
+    return validate(loaded), loaded
+
+
+def render(cfg) -> str:
+    """The fully resolved spec as YAML: what `config.yaml` in a run directory holds."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=100)
+
+
+__all__ = ["Loaded", "load_config", "load_spec", "render"]

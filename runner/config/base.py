@@ -1,0 +1,65 @@
+"""Pydantic building blocks shared by every config model: strictness and tagged unions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+
+from runner.registry import Registry
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, no type coercion, no NaN/inf, frozen once built."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False,
+                              validate_default=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+UnitFloat = Annotated[float, Field(ge=0, le=1)]
+
+
+def tagged_union(registry: Registry, key: str | None, kind: str):
+    """A union of the registry's config models picked by `key` (or, if None, by a one-key map's key)."""
+
+    def pick(value: Any):
+        if isinstance(value, dict):
+            if key is None:
+                return next(iter(value)) if len(value) == 1 else None
+            return value.get(key)
+        if isinstance(value, BaseModel):
+            return getattr(value, key) if key else next(iter(type(value).model_fields))
+        return None
+
+    variants = tuple(Annotated[e.config, Tag(e.name)] for e in registry.entries())
+    return Annotated[
+        Union[variants],  # noqa: UP007 (a runtime tuple of variants)
+        Discriminator(pick, custom_error_type="unknown_name", custom_error_message=f"unknown {kind}",
+                      custom_error_context={"kind": kind, "key": key or "", "registry": registry.kind}),
+    ]
+
+
+def _step_shorthand(value):
+    """`random_flip` and `{random_flip: null}` both mean `{random_flip: {}}`."""
+    if isinstance(value, str):
+        return {value: {}}
+    if isinstance(value, dict) and len(value) == 1:
+        (name, params), = value.items()
+        return {name: {} if params is None else params}
+    return value
+
+
+def step_list(registry: Registry, kind: str):
+    """A YAML list of `{name: {params}}` steps, each validated by its registered params model."""
+    return list[Annotated[tagged_union(registry, None, kind), BeforeValidator(_step_shorthand)]]
+
+
+def step_model(name: str, params: type[Strict]) -> type[Strict]:
+    """The one-key model `{name: params}` that a step list holds."""
+    from pydantic import create_model
+
+    return create_model(f"Step_{name}", __base__=Strict, **{name: (params, Field(default_factory=params))})

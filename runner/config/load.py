@@ -1,0 +1,265 @@
+"""Safe YAML loading with line numbers, `extends`, and `--set` overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from runner.errors import ConfigError
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+_STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_DROPPED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp",
+            "tag:yaml.org,2002:value", "tag:yaml.org,2002:merge"}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 numbers (`1e-3` is a float) and only true/false as booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def dotted(path) -> str:
+    """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass
+class Loaded:
+    """A raw spec and where each key path came from ('file:line' or '--set k=v')."""
+
+    data: dict
+    where: dict = field(default_factory=dict)
+    origin: str = "<spec>"
+
+    def locate(self, path) -> str:
+        path = tuple(path)
+        while path:
+            if path in self.where:
+                return self.where[path]
+            path = path[:-1]
+        return self.origin
+
+
+def display_path(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _read_text(path: Path, chain: list[str]) -> str:
+    shown = display_path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        via = f" (extends chain: {' -> '.join(chain + [shown])})" if chain else ""
+        raise ConfigError(f"{shown}: file not found{via}") from None
+    except OSError as e:
+        raise ConfigError(f"{shown}: cannot read: {e.strerror}") from None
+    if path.is_dir():
+        raise ConfigError(f"{shown}: is a directory, not a YAML file")
+    if size > MAX_BYTES:
+        raise ConfigError(f"{shown}: file is {size} bytes; specs are limited to {MAX_BYTES} bytes")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{shown}: not UTF-8 text (invalid byte at offset {e.start}); "
+                          "save the file as UTF-8") from None
+
+
+def _precheck(text: str, shown: str) -> None:
+    """Reject tags, anchors/aliases and deep nesting from the event stream, before any tree is built."""
+    depth = 0
+    problems = []
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            line = event.start_mark.line + 1
+            if isinstance(event, AliasEvent):
+                problems.append(f"{shown}:{line}: YAML aliases (*{event.anchor}) are not supported, "
+                                "since they can expand exponentially; use `extends:` to share settings")
+                continue
+            if isinstance(event, NodeEvent) and event.anchor is not None:
+                problems.append(f"{shown}:{line}: YAML anchors (&{event.anchor}) are not supported, "
+                                "since they can expand exponentially; use `extends:` to share settings")
+            tag = getattr(event, "tag", None)
+            if tag is not None and tag != "!" and tag not in _STANDARD_TAGS:
+                problems.append(f"{shown}:{line}: tag '{tag}' is not allowed; "
+                                "specs hold plain values, maps and lists only")
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    problems.append(f"{shown}:{line}: nesting deeper than {MAX_DEPTH} levels")
+                    break
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+            if len(problems) >= 20:
+                break
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        problems.append(f"{where}: invalid YAML: {e.problem or e.context}")
+    except yaml.YAMLError as e:
+        problems.append(f"{shown}: invalid YAML: {e}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), located=None):
+    """YAML text -> Python value; records 'shown:line' of every key path in `where`."""
+    _precheck(text, shown)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    finally:
+        loader.dispose()
+    where = {} if where is None else where
+    problems: list[str] = []
+
+    def at(n):
+        return located or f"{shown}:{n.start_mark.line + 1}"
+
+    def build(n, path):
+        if isinstance(n, MappingNode):
+            out, first = {}, {}
+            for knode, vnode in n.value:
+                key = loader.construct_object(knode, deep=True) if isinstance(knode, ScalarNode) else None
+                if not isinstance(key, str):
+                    problems.append(f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
+                                    f"received {key!r}")
+                    continue
+                line = knode.start_mark.line + 1
+                if key in first:
+                    problems.append(f"{at(knode)}: {dotted(path + (key,))}: duplicate key; "
+                                    f"first defined at line {first[key]}")
+                    continue
+                first[key] = line
+                where[path + (key,)] = at(knode)
+                out[key] = build(vnode, path + (key,))
+            return out
+        if isinstance(n, SequenceNode):
+            items = []
+            for i, item in enumerate(n.value):
+                where[path + (i,)] = at(item)
+                items.append(build(item, path + (i,)))
+            return items
+        return loader.construct_object(n, deep=True)
+
+    value = None if node is None else build(node, tuple(prefix))
+    if problems:
+        raise ConfigError(problems)
+    return value
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_file(path: Path, chain: list[str]) -> tuple[dict, dict]:
+    shown = display_path(path)
+    text = _read_text(path, chain)
+    where: dict = {}
+    data = parse_yaml(text, shown, where)
+    if data is None:
+        raise ConfigError(f"{shown}: the file is empty; a spec is a YAML mapping (name:, data:, model: ...)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}:1: the top level must be a mapping of keys (name:, data:, model: ...); "
+                          f"received a {type(data).__name__}")
+    parents = data.pop("extends", None)
+    if parents is None:
+        return data, where
+    at = where.pop(("extends",))
+    if isinstance(parents, str):
+        parents = [parents]
+    if not (isinstance(parents, list) and all(isinstance(p, str) for p in parents)):
+        raise ConfigError(f"{at}: extends: must be a path or a list of paths; received {parents!r}")
+    merged, merged_where = {}, {}
+    for parent in parents:
+        target = (path.parent / parent).resolve()
+        here = chain + [shown]
+        if str(target) in [str(Path(c).resolve()) for c in here]:
+            raise ConfigError(f"{at}: extends: cycle: {' -> '.join(here + [display_path(target)])}")
+        if not target.exists():
+            raise ConfigError(f"{at}: extends: file not found: {parent} "
+                              f"(chain: {' -> '.join(here + [display_path(target)])})")
+        base, base_where = _load_file(target, here)
+        merged = _deep_merge(merged, base)
+        merged_where.update(base_where)
+    merged_where.update(where)
+    return _deep_merge(merged, data), merged_where
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
+
+
+def apply_set(loaded: Loaded, override: str) -> None:
+    """Apply one `--set dotted.key=value`; the value is YAML, and a list or map replaces the subtree."""
+    arg = f"--set {override}"
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not _KEY.match(key):
+        raise ConfigError(f"{arg}: expected KEY=VALUE with a dotted key, such as train.epochs=5")
+    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    value = parse_yaml(text, arg, located=arg) if text.strip() else None
+    node = loaded.data
+    for i, part in enumerate(path[:-1]):
+        child = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) \
+            else node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: cannot set a key inside a "
+                                  f"{type(node).__name__}")
+            child = node[part] = {}
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: is {child!r}, not a mapping; "
+                              f"set {dotted(path[:i + 1])} itself instead")
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        if not (isinstance(last, int) and last < len(node)):
+            raise ConfigError(f"{arg}: {key}: index out of range (the list has {len(node)} items)")
+    node[last] = value
+    for p in [p for p in loaded.where if p[:len(path)] == path]:
+        del loaded.where[p]
+    loaded.where[path] = arg
+
+
+def load_spec(path: str | os.PathLike, overrides=()) -> Loaded:
+    """Read a spec file, resolve `extends`, apply `--set` overrides: defaults come from the schema."""
+    p = Path(path)
+    data, where = _load_file(p, [])
+    loaded = Loaded(data, where, display_path(p))
+    for override in overrides:
+        apply_set(loaded, override)
+    return loaded

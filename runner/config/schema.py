@@ -1,0 +1,127 @@
+"""The typed spec: pydantic models mirroring the YAML's top-level keys, unions built from the registries."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from runner.callbacks.registry import CALLBACKS
+from runner.config.base import PositiveInt, Strict, tagged_union
+from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
+from runner.data.preprocess import PREPROCESS
+from runner.data.sources import SOURCES
+from runner.models import ARCHS
+from runner.registry import unknown_name_message
+from runner.training.losses import LOSSES
+from runner.training.metrics import METRICS
+from runner.training.optimizers import OPTIMIZERS
+from runner.training.schedules import SCHEDULES
+
+Data = tagged_union(SOURCES, "source", "data source")
+Model = tagged_union(ARCHS, "arch", "arch")
+Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer")
+Schedule = tagged_union(SCHEDULES, "schedule", "schedule")
+Loss = tagged_union(LOSSES, "name", "loss")
+
+
+class Train(Strict):
+    epochs: PositiveInt = Field(10, description="training epochs")
+    optimizer: Optimizer = Field(default_factory=lambda: {"name": "adam"},
+                                 description="{name: sgd|adam|adamw|rmsprop|..., Keras arguments}")
+    lr: Schedule = Field(default_factory=lambda: {"schedule": "constant", "base": 1e-3},
+                         description="{schedule: constant|cosine|exponential|step, base: ..., warmup_epochs: ...}")
+    loss: Loss = Field(default_factory=lambda: {"name": "auto"},
+                       description="{name: auto|sparse_categorical_crossentropy|..., label_smoothing: ...}")
+    metrics: Optional[list[str]] = Field(
+        None, description="accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, rmse; "
+                          "default accuracy (classification) or mae (regression)")
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto", description="auto: mixed precision on GPUs that gain from it, float32 on CPU")
+    jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")
+    steps_per_execution: Union[Literal["auto"], PositiveInt] = Field(
+        "auto", description="steps per tf.function call; auto amortizes per-step overhead")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data):
+        """`optimizer: adam`, `loss: mse` and `lr: 0.01` are short for the one-key blocks."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, field in (("optimizer", "name"), ("loss", "name")):
+                if isinstance(data.get(key), str):
+                    data[key] = {field: data[key]}
+            if isinstance(data.get("lr"), (int, float)) and not isinstance(data.get("lr"), bool):
+                data["lr"] = {"schedule": "constant", "base": data["lr"]}
+        return data
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, names):
+        for i, name in enumerate(names or []):
+            if name not in METRICS:
+                raise PydanticCustomError("unknown_metric", "{message}",
+                                          {"message": unknown_name_message("metric", name, METRICS.names()),
+                                           "subpath": i})
+        if names is not None and len(set(names)) != len(names):
+            raise PydanticCustomError("duplicate", "metrics are listed twice: {value}", {"value": names})
+        return names
+
+
+def _callbacks_model():
+    fields = {}
+    for entry in CALLBACKS.entries():
+        default = (lambda c=entry.config: c()) if entry.config.ENABLED else (lambda: None)
+        fields[entry.name] = (Optional[entry.config], Field(default_factory=default, description=(
+            f"{'on' if entry.config.ENABLED else 'off'} by default; null disables, a map configures")))
+    return create_model("Callbacks", __base__=Strict, **fields)
+
+
+Callbacks = _callbacks_model()
+
+
+class Distribute(Strict):
+    strategy: Literal["auto", "default", "one_device", "mirrored"] = Field(
+        "auto", description="auto: mirrored over all GPUs when more than one, else default")
+    devices: Optional[list[str]] = Field(None, description="devices for mirrored/one_device, e.g. ['/gpu:0']")
+    cpu_replicas: Optional[PositiveInt] = Field(
+        None, description="split the CPU into N logical devices (mirrored on CPU hosts and in tests)")
+
+
+class Output(Strict):
+    dir: str = Field("runs", description="root of run directories: <dir>/<name>/<timestamp>-<hex>/")
+
+
+class Config(Strict):
+    name: str = Field(pattern=r"^[a-z0-9._-]+$", max_length=100,
+                      description="experiment name: lower-case letters, digits, '.', '_' and '-'")
+    seed: int = Field(42, ge=0, lt=2**31, description="seeds data order, initialization and augmentation")
+    deterministic: bool = Field(False, description="true: seeded everything plus TF op determinism")
+    data: Data = Field(description="where examples come from and how they are fed")
+    model: Model = Field(description="an arch by name, or a plain `layers:` list")
+    train: Train = Field(default_factory=Train, description="optimization")
+    callbacks: Callbacks = Field(default_factory=Callbacks, description="callbacks by name")
+    distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
+    output: Output = Field(default_factory=Output, description="where run directories go")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layers_shorthand(cls, data):
+        """`model: {layers: [...]}` needs no `arch: layers`."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            model = data["model"]
+            if "layers" in model and "arch" not in model:
+                data = {**data, "model": {"arch": "layers", **model}}
+        return data
+
+
+def json_schema() -> dict:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dlrun experiment spec"
+    return schema
+
+
+REGISTRIES = {r.kind: r for r in (SOURCES, ARCHS, OPTIMIZERS, SCHEDULES, LOSSES, METRICS, CALLBACKS,
+                                  AUGMENTATIONS, BATCH_AUGMENTATIONS, PREPROCESS)}

@@ -1,0 +1,177 @@
+"""Raw spec -> frozen Config, with every problem reported at once as `file:line: dotted.path: rule`."""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Annotated, Union
+
+from pydantic import BaseModel, Tag, ValidationError
+
+from runner.config.load import Loaded, dotted
+from runner.errors import ConfigError
+from runner.registry import did_you_mean, unknown_name_message
+
+_TYPE_NAMES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+               "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+               "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null",
+               "literal_error": None, "int_from_float": "an integer"}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+           "less_than": ("<", "lt")}
+
+
+def _received(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unwrap(tp):
+    """(type without Annotated, its metadata)."""
+    meta = []
+    while typing.get_origin(tp) is Annotated:
+        meta += list(tp.__metadata__)
+        tp = tp.__origin__
+    return tp, meta
+
+
+def _members(tp):
+    tp, _ = _unwrap(tp)
+    if typing.get_origin(tp) is Union:
+        return [m for m in typing.get_args(tp) if m is not type(None)]
+    return [tp]
+
+
+def _tag(tp):
+    _, meta = _unwrap(tp)
+    return next((m.tag for m in meta if isinstance(m, Tag)), None)
+
+
+def _step(tp, elem):
+    members = _members(tp)
+    for m in members:
+        if _tag(m) == elem:
+            return m
+    if len(members) != 1:
+        return None
+    tp, _ = _unwrap(members[0])
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(elem)
+        return field.annotation if field else None
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is list and isinstance(elem, int):
+        return args[0]
+    if typing.get_origin(tp) is dict and isinstance(elem, str):
+        return args[1]
+    return None
+
+
+def _fields_at(root, loc) -> list[str]:
+    tp = root
+    for elem in loc:
+        tp = _step(tp, elem)
+        if tp is None:
+            return []
+    members = [_unwrap(m)[0] for m in _members(tp)]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    return list(models[0].model_fields) if len(models) == 1 else []
+
+
+def _raw_path(raw, loc) -> tuple:
+    """Pydantic's loc holds union tags beside keys; keep the elements that exist in the YAML."""
+    path, node = [], raw
+    for elem in loc:
+        if isinstance(node, dict) and elem in node:
+            node = node[elem]
+        elif isinstance(node, list) and isinstance(elem, int) and elem < len(node):
+            node = node[elem]
+        elif isinstance(node, dict) and not isinstance(elem, int) and elem not in node and _is_last_key(loc, elem):
+            pass  # a missing or unknown key: kept below
+        else:
+            continue
+        path.append(elem)
+    return tuple(path)
+
+
+def _is_last_key(loc, elem) -> bool:
+    return loc[-1] == elem
+
+
+def _rule(err, root, raw) -> tuple[tuple, str]:
+    loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
+    path = _raw_path(raw, loc)
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        fields = _fields_at(root, loc[:-1])
+        hint = did_you_mean(loc[-1], fields)
+        return path, "unknown key" + (hint or (f"; valid keys: {', '.join(fields)}" if fields else ""))
+    if kind == "missing":
+        return path, "required key is missing"
+    if kind == "unknown_name":
+        key = ctx.get("key")
+        from runner.config import schema
+
+        registry = schema.REGISTRIES[ctx["registry"]]
+        if key:
+            tag = value.get(key) if isinstance(value, dict) else None
+            if tag is None:
+                return path + (key,), f"required key is missing: name the {ctx['kind']} ({', '.join(registry.names())})"
+            return path + (key,), unknown_name_message(ctx["kind"], tag, registry.names())
+        if isinstance(value, dict) and len(value) == 1:
+            tag = next(iter(value))
+            return path + (tag,), unknown_name_message(ctx["kind"], tag, registry.names())
+        return path, f"each {ctx['kind']} is a one-key map {{name: {{arguments}}}}; received {_received(value)}"
+    if "subpath" in ctx:
+        path = path + (ctx["subpath"],)
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        return path, f"must be one of {', '.join(choices)}; received {_received(value)}{hint}"
+    if kind in _TYPE_NAMES:
+        return path, f"must be {_TYPE_NAMES[kind]}; received {_received(value)}"
+    if kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        return path, f"must be {op} {ctx[key]}; received {_received(value)}"
+    if kind == "finite_number":
+        return path, f"must be a finite number; received {_received(value)}"
+    if kind == "string_pattern_mismatch":
+        return path, f"must match {ctx['pattern']}; received {_received(value)}"
+    if kind == "value_error":
+        return path, str(ctx.get("error", err["msg"]))
+    if kind in ("too_long", "too_short"):
+        return path, f"{err['msg'][0].lower()}{err['msg'][1:]}; received {_received(value)}"
+    message = err["msg"]
+    return path, message if "received" in message else f"{message}; received {_received(value)}"
+
+
+def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
+    by_path: dict[tuple, list[str]] = {}
+    for err in error.errors(include_url=False):
+        path, rule = _rule(err, root, loaded.data)
+        by_path.setdefault(path, [])
+        if rule not in by_path[path]:
+            by_path[path].append(rule)
+    lines = []
+    for path, rules in by_path.items():
+        if len(rules) > 1 and all(r.startswith("must be ") for r in rules):
+            # a value checked against several types (a union): one line naming them all
+            kinds = [r[len("must be "):].split("; received")[0] for r in rules]
+            received = rules[0].split("; received ", 1)[-1]
+            rules = [f"must be {' or '.join(kinds)}; received {received}"]
+        for rule in rules:
+            lines.append(f"{loaded.locate(path)}: {dotted(path) or '<top>'}: {rule}")
+    return lines
+
+
+def validate(loaded: Loaded):
+    """Structure, types, ranges and registry names, then the cross-field rules."""
+    from runner.config.checks import cross_checks
+    from runner.config.schema import Config
+
+    try:
+        cfg = Config.model_validate(loaded.data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, loaded, Config)) from None
+    problems = [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in cross_checks(cfg)]
+    if problems:
+        raise ConfigError(problems)
+    return cfg

@@ -1,0 +1,229 @@
+"""Augmentations by YAML name, backed by Keras preprocessing layers and keyed by (seed, epoch, step)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field
+
+from runner.config.base import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model
+from runner.registry import Registry
+
+AUGMENTATIONS = Registry("augmentation")
+BATCH_AUGMENTATIONS = Registry("batch augmentation")
+
+Factor = Union[UnitFloat, list[float]]
+FillMode = Literal["reflect", "wrap", "constant", "nearest"]
+RGB_ONLY = {"random_saturation", "random_hue", "color_jitter", "random_grayscale", "rand_augment"}
+
+
+class Flip(Strict):
+    mode: Literal["horizontal", "vertical", "horizontal_and_vertical"] = "horizontal"
+
+
+class Rotation(Strict):
+    factor: Factor = Field(0.1, description="fraction of a full turn, or [low, high]")
+    fill_mode: FillMode = "reflect"
+
+
+class Translation(Strict):
+    height_factor: Factor = Field(0.1, description="fraction of the height, or [low, high]")
+    width_factor: Factor = Field(0.1, description="fraction of the width, or [low, high]")
+    fill_mode: FillMode = "reflect"
+
+
+class Zoom(Strict):
+    height_factor: Factor = Field(0.1, description="zoom range as a fraction, or [low, high]")
+    width_factor: Optional[Factor] = Field(None, description="defaults to height_factor (aspect kept)")
+    fill_mode: FillMode = "reflect"
+
+
+class Crop(Strict):
+    padding: NonNegInt = Field(4, description="zero padding on each side before the random crop back to size")
+
+
+class Amount(Strict):
+    factor: Factor = Field(0.2, description="strength, or [low, high]")
+
+
+class ColorJitter(Strict):
+    brightness: Optional[Factor] = 0.2
+    contrast: Optional[Factor] = 0.2
+    saturation: Optional[Factor] = 0.2
+    hue: Optional[Factor] = 0.05
+
+
+class Erasing(Strict):
+    factor: UnitFloat = Field(0.5, description="probability of erasing a patch")
+    scale: list[float] = Field([0.02, 0.33], description="patch area range as a fraction of the image")
+    fill_value: Optional[float] = Field(None, description="fill value (random noise when null)")
+
+
+class Grayscale(Strict):
+    factor: UnitFloat = Field(0.2, description="probability of turning an image gray")
+
+
+class RandAugmentParams(Strict):
+    num_ops: PositiveInt = Field(2, description="operations per image")
+    factor: Factor = Field(0.5, description="magnitude")
+
+
+class Mix(Strict):
+    alpha: PositiveFloat = Field(0.2, description="Beta(alpha, alpha) mixing distribution")
+
+
+def _register(registry, name, params):
+    def decorator(builder):
+        registry.register(name, config=step_model(name, params))(builder)
+        return builder
+
+    return decorator
+
+
+def _range(info):
+    return tuple(info.value_range) if info.value_range else (0, 255)
+
+
+def _keras():
+    import keras
+
+    return keras.layers
+
+
+@_register(AUGMENTATIONS, "random_flip", Flip)
+def _flip(p, info):
+    return [_keras().RandomFlip(p.mode)]
+
+
+@_register(AUGMENTATIONS, "random_rotation", Rotation)
+def _rotation(p, info):
+    return [_keras().RandomRotation(p.factor, fill_mode=p.fill_mode)]
+
+
+@_register(AUGMENTATIONS, "random_translation", Translation)
+def _translation(p, info):
+    return [_keras().RandomTranslation(p.height_factor, p.width_factor, fill_mode=p.fill_mode)]
+
+
+@_register(AUGMENTATIONS, "random_zoom", Zoom)
+def _zoom(p, info):
+    return [_keras().RandomZoom(p.height_factor, p.width_factor, fill_mode=p.fill_mode)]
+
+
+@_register(AUGMENTATIONS, "random_crop", Crop)
+def _crop(p, info):
+    height, width = info.input_shape[:2]
+    return [_keras().ZeroPadding2D(p.padding), _keras().RandomCrop(height, width)]
+
+
+@_register(AUGMENTATIONS, "random_contrast", Amount)
+def _contrast(p, info):
+    return [_keras().RandomContrast(p.factor, value_range=_range(info))]
+
+
+@_register(AUGMENTATIONS, "random_brightness", Amount)
+def _brightness(p, info):
+    return [_keras().RandomBrightness(p.factor, value_range=_range(info))]
+
+
+@_register(AUGMENTATIONS, "random_saturation", Amount)
+def _saturation(p, info):
+    return [_keras().RandomSaturation(p.factor, value_range=_range(info))]
+
+
+@_register(AUGMENTATIONS, "random_hue", Amount)
+def _hue(p, info):
+    return [_keras().RandomHue(p.factor, value_range=_range(info))]
+
+
+@_register(AUGMENTATIONS, "color_jitter", ColorJitter)
+def _jitter(p, info):
+    return [_keras().RandomColorJitter(value_range=_range(info), brightness_factor=p.brightness,
+                                       contrast_factor=p.contrast, saturation_factor=p.saturation,
+                                       hue_factor=p.hue)]
+
+
+@_register(AUGMENTATIONS, "random_erasing", Erasing)
+def _erasing(p, info):
+    return [_keras().RandomErasing(factor=p.factor, scale=tuple(p.scale), fill_value=p.fill_value,
+                                   value_range=_range(info))]
+
+
+@_register(AUGMENTATIONS, "random_grayscale", Grayscale)
+def _grayscale(p, info):
+    return [_keras().RandomGrayscale(factor=p.factor)]
+
+
+@_register(AUGMENTATIONS, "rand_augment", RandAugmentParams)
+def _rand_augment(p, info):
+    return [_keras().RandAugment(value_range=_range(info), num_ops=p.num_ops, factor=p.factor)]
+
+
+@_register(BATCH_AUGMENTATIONS, "mixup", Mix)
+def _mixup(p, info):
+    return [_keras().MixUp(alpha=p.alpha)]
+
+
+@_register(BATCH_AUGMENTATIONS, "cutmix", Mix)
+def _cutmix(p, info):
+    return [_keras().CutMix(factor=p.alpha)]
+
+
+def build_layers(registry, steps, info) -> list:
+    from runner.errors import ConfigError
+
+    layers = []
+    for i, step in enumerate(steps):
+        name = next(iter(type(step).model_fields))
+        channels = info.input_shape[-1] if len(info.input_shape) == 3 else None
+        if name in RGB_ONLY and channels != 3:
+            raise ConfigError(f"data.augment[{i}].{name}: needs RGB images (3 channels); "
+                              f"the data has input shape {list(info.input_shape)}")
+        layers += registry.get(name).builder(getattr(step, name), info)
+    return layers
+
+
+def _tensor_seed(seed):
+    """A Keras SeedGenerator whose every draw is a distinct stateless seed derived from one tensor."""
+    import keras
+
+    class TensorSeed(keras.random.SeedGenerator):
+        def __init__(self, seed):  # no state variable: randomness comes from (seed, epoch, step) alone
+            self.seed_tensor, self.draws = seed, 0
+
+        def next(self, ordered=True):
+            import tensorflow as tf
+
+            self.draws += 1  # counted at trace time: each random op of the layer gets its own stream
+            return tf.stack([self.seed_tensor[0], self.seed_tensor[1] * 1009 + self.draws])
+
+    return TensorSeed(seed)
+
+
+def _seeded(layer, seed):
+    """Make `layer` (and its sub-layers) draw from `seed` instead of its stateful generator."""
+    generator = _tensor_seed(seed)
+    for sub in layer._flatten_layers(include_self=True):
+        sub._get_seed_generator = lambda backend=None, g=generator: g
+    return layer
+
+
+def augment_fn(cfg_data, info):
+    """(images, labels, seed[2]) -> augmented batch; None when there is nothing to do."""
+    per_example = build_layers(AUGMENTATIONS, cfg_data.augment, info)
+    per_batch = build_layers(BATCH_AUGMENTATIONS, cfg_data.batch_augment, info)
+    if not per_example and not per_batch:
+        return None
+
+    def apply(x, y, seed):
+        import tensorflow as tf
+
+        for i, layer in enumerate(per_example):
+            x = _seeded(layer, seed + tf.constant([0, i + 1], seed.dtype))(x, training=True)
+        for i, layer in enumerate(per_batch):
+            out = _seeded(layer, seed + tf.constant([0, 100 + i], seed.dtype))(
+                {"images": x, "labels": y}, training=True)
+            x, y = out["images"], out["labels"]
+        return x, y
+
+    return apply

@@ -1,0 +1,57 @@
+"""Config.data -> the splits as unbatched tf.data datasets plus DataInfo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner.data.info import DataInfo
+from runner.data.sources import SOURCES
+from runner.data.sources.registry import Pool
+from runner.data.splits import pool_order, slice_bounds
+from runner.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Data:
+    info: DataInfo
+    splits: dict  # split name -> unbatched tf.data.Dataset of (x, y)
+    train_x: np.ndarray | None = None  # in-memory training inputs, for normalize's statistics
+
+    def has(self, split: str) -> bool:
+        return split in self.splits
+
+
+def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
+    order = (pool_order(pool.y, seed, stratified=pool.task == "classification")
+             if cfg_data.shuffle_split else np.arange(len(pool.y)))
+    out = {}
+    for name in SPLITS:
+        text = getattr(cfg_data.splits, name)
+        if text is None:
+            continue
+        lo, hi = slice_bounds(text, len(order))
+        if hi <= lo:
+            raise DataError(f"data.splits.{name}: {text!r} selects no examples of the {len(order)} in the pool")
+        idx = order[lo:hi]
+        out[name] = (pool.x[idx], pool.y[idx])
+    return out
+
+
+def build_data(cfg_data, seed: int) -> Data:
+    import tensorflow as tf
+
+    loaded = SOURCES.get(cfg_data.source).builder(cfg_data, seed)
+    if isinstance(loaded, Data):
+        return loaded
+    arrays = split_pool(loaded, cfg_data, seed)
+    info = DataInfo(
+        input_shape=tuple(loaded.x.shape[1:]), input_dtype=str(loaded.x.dtype), task=loaded.task,
+        num_classes=len(loaded.class_names) if loaded.class_names else None,
+        class_names=loaded.class_names, cardinality={k: int(len(v[1])) for k, v in arrays.items()},
+        value_range=loaded.value_range)
+    splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
+    return Data(info, splits, arrays["train"][0])

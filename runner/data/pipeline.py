@@ -1,0 +1,63 @@
+"""The tf.data pipeline: cache, per-epoch seeded shuffle, batch, vectorized augmentation, prefetch."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def label_fn(mode: str, num_classes: int | None):
+    """Labels as the loss wants them: sparse ints, one-hot floats, or float columns."""
+    if mode == "one_hot":
+        return lambda y: tf.one_hot(tf.cast(y, tf.int32), num_classes)
+    if mode in ("binary", "regression"):
+        return lambda y: tf.reshape(tf.cast(y, tf.float32), (-1, 1))
+    return lambda y: y
+
+
+def _cached(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
+    if cache is True:
+        return ds.cache()
+    if isinstance(cache, str) and cache:
+        return ds.cache(cache)
+    return ds
+
+
+def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=None,
+                  initial_epoch: int = 0, skip_batches: int = 0):
+    """Batches of epochs [initial_epoch, epochs): epoch e's order and augmentation depend on (seed, e) only,
+    so a resumed run sees exactly the batches the interrupted one would have."""
+    batch = cfg_data.batch_size
+    base = _cached(ds, cfg_data.cache)
+    buffer = min(cfg_data.shuffle_buffer, n)
+
+    def one_epoch(epoch):
+        order = base.shuffle(buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        return order.batch(batch).enumerate().map(lambda step, xy: ((epoch, step), xy))
+
+    out = tf.data.Dataset.range(initial_epoch, epochs).flat_map(one_epoch).skip(skip_batches)
+
+    def transform(key, xy):
+        x, y = xy
+        y = labels(y)
+        if augment is not None:
+            epoch, step = key
+            x, y = augment(x, y, tf.stack([tf.cast(seed, tf.int64) + epoch, step]))
+        return x, y
+
+    # map keeps its input order by default, and randomness is keyed by (seed, epoch, step), not by
+    # which thread runs first: the pipeline is reproducible with parallel calls
+    return out.map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def eval_dataset(ds, cfg_data, labels):
+    """Validation and test: batched, labels encoded, cached, prefetched; never augmented."""
+    out = ds.batch(cfg_data.batch_size).map(lambda x, y: (x, labels(y)), num_parallel_calls=AUTOTUNE)
+    return _cached(out, bool(cfg_data.cache)).prefetch(AUTOTUNE)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))

@@ -1,0 +1,84 @@
+"""Preprocessing steps by YAML name: Keras layers placed at the start of the model, so exports take raw inputs."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from runner.config.base import PositiveFloat, PositiveInt, Strict, step_model
+from runner.registry import Registry
+
+PREPROCESS = Registry("preprocessing step")
+
+
+class Rescale(Strict):
+    scale: float = Field(1 / 255, description="multiply inputs by this")
+    offset: float = Field(0.0, description="then add this")
+
+
+class Normalize(Strict):
+    mean: Optional[list[float]] = Field(None, description="per-channel mean; omit both to adapt on the training split")
+    std: Optional[list[PositiveFloat]] = Field(None, description="per-channel standard deviation")
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither (then they are computed on the training split)")
+        if self.mean is not None and len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        return self
+
+
+class Resize(Strict):
+    height: PositiveInt = Field(description="output height")
+    width: PositiveInt = Field(description="output width")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3"] = "bilinear"
+
+
+def _register(name, params):
+    def decorator(builder):
+        PREPROCESS.register(name, config=step_model(name, params))(builder)
+        return builder
+
+    return decorator
+
+
+@_register("rescale", Rescale)
+def rescale(p: Rescale, info, sample=None):
+    import keras
+
+    return keras.layers.Rescaling(p.scale, p.offset, name="rescale")
+
+
+@_register("normalize", Normalize)
+def normalize(p: Normalize, info, sample=None):
+    import keras
+    import numpy as np
+
+    if p.mean is not None:
+        return keras.layers.Normalization(mean=p.mean, variance=np.square(p.std).tolist(), name="normalize")
+    layer = keras.layers.Normalization(name="normalize")
+    layer.adapt(sample)  # the training split, after the steps before this one
+    return layer
+
+
+@_register("resize", Resize)
+def resize(p: Resize, info, sample=None):
+    import keras
+
+    return keras.layers.Resizing(p.height, p.width, interpolation=p.interpolation, name="resize")
+
+
+def build_preprocess(steps, info, train_x=None) -> list:
+    """Keras layers for the `preprocess` list; `normalize` without statistics adapts on `train_x`."""
+    layers, sample = [], train_x
+    for step in steps:
+        name = next(iter(type(step).model_fields))
+        layer = PREPROCESS.get(name).builder(getattr(step, name), info, sample)
+        if sample is not None:
+            import keras
+
+            sample = keras.ops.convert_to_numpy(layer(sample))
+        layers.append(layer)
+    return layers

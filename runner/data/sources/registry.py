@@ -1,0 +1,22 @@
+"""The source registry and what a source returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner.registry import Registry
+
+SOURCES = Registry("data source")
+
+
+@dataclass
+class Pool:
+    """A single pool of in-memory examples that dlrun splits itself (sklearn, numpy, csv, ...)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    class_names: list | None = None
+    value_range: tuple | None = None

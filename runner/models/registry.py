@@ -1,0 +1,43 @@
+"""The arch registry and the options every registered arch shares."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from runner.config.base import NonNegFloat, Strict
+from runner.registry import Registry
+
+ARCHS = Registry("arch")
+
+
+class Regularizer(Strict):
+    l1: NonNegFloat = Field(0.0, description="L1 penalty")
+    l2: NonNegFloat = Field(0.0, description="L2 penalty")
+
+
+class ArchCommon(Strict):
+    activation: str = Field("relu", description="any keras.activations name (relu, gelu, swish, ...)")
+    kernel_initializer: str = Field("glorot_uniform", description="any keras.initializers name (he_normal, ...)")
+    kernel_regularizer: Optional[Regularizer] = Field(None, description="L1/L2 weight penalties")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate before each dense layer")
+    batchnorm: bool = Field(False, description="batch normalization after each conv/dense layer")
+    output_activation: Literal["auto", "linear", "softmax", "sigmoid"] = Field(
+        "auto", description="auto: logits (the loss gets from_logits=true)")
+
+    def layer_kwargs(self) -> dict:
+        import keras
+
+        reg = None
+        if self.kernel_regularizer is not None:
+            reg = keras.regularizers.L1L2(l1=self.kernel_regularizer.l1, l2=self.kernel_regularizer.l2)
+        return {"kernel_initializer": self.kernel_initializer, "kernel_regularizer": reg}
+
+
+def head(x, cfg: ArchCommon, units: int):
+    """The output layer: logits unless asked otherwise, float32 under mixed precision."""
+    import keras
+
+    activation = None if cfg.output_activation in ("auto", "linear") else cfg.output_activation
+    return keras.layers.Dense(units, activation=activation, dtype="float32", name="head", **cfg.layer_kwargs())(x)

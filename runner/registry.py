@@ -1,0 +1,59 @@
+"""One small registry per kind, keyed by the YAML name, with did-you-mean on a miss."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+def did_you_mean(name: str, choices) -> str:
+    """`; did you mean 'x'?` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name_message(kind: str, name, choices) -> str:
+    hint = did_you_mean(name, choices)
+    if hint:
+        return f"unknown {kind} '{name}'{hint}"
+    return f"unknown {kind} '{name}'; valid: {', '.join(sorted(map(str, choices)))}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    builder: Callable[..., Any]
+    config: Any = None  # the pydantic model of this entry's YAML block, if it has one
+
+
+class Registry:
+    """Names -> lazy builders; builder modules import TensorFlow inside functions only."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, config=None):
+        def decorator(builder):
+            if name in self._entries:
+                raise ValueError(f"duplicate {self.kind} '{name}'")
+            self._entries[name] = Entry(name, builder, config)
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(unknown_name_message(self.kind, name, self._entries)) from None
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())

@@ -1,0 +1,116 @@
+"""RunDir: the one place that knows the artifact names of a run and writes them atomically."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+from runner.errors import EnvironmentProblem
+
+CONFIG = "config.yaml"
+STATUS = "status.json"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+ENV = "env.json"
+TENSORBOARD = "tensorboard"
+CHECKPOINTS = "checkpoints"
+MODEL = "model.keras"
+BEST = "best.keras"
+LAST = "last.keras"
+
+
+def atomic_write(path: Path, write, mode: str = "w") -> None:
+    """Write via a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise EnvironmentProblem(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def atomic_save(path: Path, save) -> None:
+    """Like atomic_write for writers that take a file name (model.save): `save(tmp_path)`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _discard(tmp)
+        raise EnvironmentProblem(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, output_dir: str, name: str) -> "RunDir":
+        """runs/<name>/<YYYYmmdd-HHMMSS>-<6 hex>/, refused if `name` would lead outside output.dir."""
+        root = Path(output_dir).resolve()
+        parent = (root / name).resolve()
+        if root != parent.parent and root not in parent.parents:
+            raise EnvironmentProblem(f"name: {name!r} would put the run outside output.dir {output_dir}")
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for _ in range(100):
+            path = parent / f"{stamp}-{secrets.token_hex(3)}"
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                return cls(path)
+            except FileExistsError:  # two runs in the same second with the same suffix
+                continue
+            except OSError as e:
+                raise EnvironmentProblem(f"cannot create the run directory {path}: {e.strerror}") from None
+        raise EnvironmentProblem(f"cannot find a free run directory under {parent}")
+
+    @classmethod
+    def at(cls, path: str) -> "RunDir":
+        p = Path(path)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EnvironmentProblem(f"cannot create the run directory {p}: {e.strerror}") from None
+        return cls(p)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def subdir(self, name: str) -> Path:
+        d = self.path / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=False, default=str))
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write(self.file(name), lambda f: f.write(text))
+
+    def read_json(self, name: str):
+        with open(self.file(name)) as f:
+            return json.load(f)

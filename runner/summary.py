@@ -1,0 +1,39 @@
+"""`dlrun summary`: the model a spec builds, its layer table and parameter counts, without training."""
+
+from __future__ import annotations
+
+import io
+
+
+def build_for_summary(cfg):
+    """(model, info): the spec's model built from the data's shapes (no training, no augmentation)."""
+    import keras
+
+    from runner.data.build import build_data
+    from runner.data.preprocess import build_preprocess
+    from runner.models import build_model
+    from runner.training.losses import label_mode
+
+    data = build_data(cfg.data, cfg.seed)
+    mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg.model, data.info, build_preprocess(cfg.data.preprocess, data.info, data.train_x), mode)
+    return model, data.info
+
+
+def parameter_counts(model) -> dict:
+    import numpy as np
+
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+
+
+def model_summary(cfg) -> str:
+    model, info = build_for_summary(cfg)
+    buf = io.StringIO()
+    model.summary(print_fn=lambda line, **_: buf.write(line + "\n"), line_length=100)
+    counts = parameter_counts(model)
+    return (f"{buf.getvalue()}input shape: {list(info.input_shape)}  task: {info.task}  "
+            f"classes: {info.num_classes}\n"
+            f"total parameters: {counts['total']:,}\ntrainable parameters: {counts['trainable']:,}")

@@ -1,0 +1,1 @@
+"""Optimizers, LR schedules, losses and metrics, each a registry keyed by its YAML name."""
