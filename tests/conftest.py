@@ -1,0 +1,51 @@
+"""Shared test helpers: run the CLI in a subprocess, write specs, a small fast digits spec."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300, check_code=None) -> subprocess.CompletedProcess:
+    """`dlrun ARGS` in a fresh Python process; returns the completed process (text stdout/stderr)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check_code is not None:
+        assert proc.returncode == check_code, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def write_spec(folder: Path, spec, name: str = "spec.yaml") -> Path:
+    path = Path(folder) / name
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def digits_spec(out_dir, **sections) -> dict:
+    """A small CNN on digits that trains in a few seconds; `sections` replace top-level blocks."""
+    spec = {
+        "name": "digits-test",
+        "seed": 1,
+        "data": {"source": "sklearn", "name": "digits", "batch_size": 64,
+                 "splits": {"train": "[:70%]", "validation": "[70%:80%]", "test": "[80%:]"},
+                 "preprocess": [{"rescale": {"scale": 0.0625}}]},
+        "model": {"arch": "cnn", "filters": [16, 32], "dense": [64]},
+        "train": {"epochs": 3, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
+        "output": {"dir": str(out_dir)},
+    }
+    spec.update(sections)
+    return spec
+
+
+@pytest.fixture
+def cli():
+    return run_cli
