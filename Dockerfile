@@ -26,6 +26,8 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
 # tini as PID 1: forwards SIGTERM to dlrun (preemption -> exit 143) and reaps zombies.
+# Unpinned: a pin breaks the build whenever Debian stable updates the package.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*

@@ -31,24 +31,28 @@ FLAVOR ?= gpu
 GPUS ?= all
 ARGS ?=
 DATA_DIR ?= $(HOME)/tensorflow_datasets
-HOST_IDS := $(shell id -u):$(shell id -g)
+HOST_UID := $(shell id -u)
+HOST_GID := $(shell id -g)
+# Files in runs/ belong to you; as root on the host, the image keeps a non-root user (1000).
+IMAGE_UID := $(if $(filter 0,$(HOST_UID)),1000,$(HOST_UID))
+IMAGE_GID := $(if $(filter 0,$(HOST_UID)),1000,$(HOST_GID))
 
 .PHONY: docker-build docker-run docker-tensorboard
 
 docker-build:
-	docker build --build-arg FLAVOR=$(FLAVOR) --build-arg UID=$(shell id -u) --build-arg GID=$(shell id -g) \
+	docker build --build-arg FLAVOR=$(FLAVOR) --build-arg UID=$(IMAGE_UID) --build-arg GID=$(IMAGE_GID) \
 	  -t $(IMAGE):$(FLAVOR) .
 
 # Host directories are created first: Docker would create them owned by root.
 docker-run:
 	mkdir -p runs $(DATA_DIR)
 	docker run --rm $(if $(filter gpu,$(FLAVOR)),--gpus $(GPUS)) --shm-size=2g --stop-timeout 120 \
-	  --user $(HOST_IDS) -v $(CURDIR)/runs:/workspace/runs -v $(DATA_DIR):/workspace/tensorflow_datasets \
+	  --user $(IMAGE_UID):$(IMAGE_GID) -v $(CURDIR)/runs:/workspace/runs -v $(DATA_DIR):/workspace/tensorflow_datasets \
 	  -v $(CURDIR)/experiments:/workspace/experiments:ro \
 	  $(IMAGE):$(FLAVOR) $(SPEC) $(ARGS)
 
 docker-tensorboard:
 	mkdir -p runs
-	docker run --rm --user $(HOST_IDS) -p 127.0.0.1:6006:6006 -v $(CURDIR)/runs:/workspace/runs:ro \
+	docker run --rm --user $(IMAGE_UID):$(IMAGE_GID) -p 127.0.0.1:6006:6006 -v $(CURDIR)/runs:/workspace/runs:ro \
 	  $(IMAGE):$(FLAVOR) tensorboard /workspace/runs --host 0.0.0.0 --port 6006
 # ---- docker targets: end ----
