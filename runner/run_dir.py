@@ -22,6 +22,9 @@ MODEL = "model.keras"
 BEST = "best.keras"
 LAST = "last.keras"
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write, mode: str = "w") -> None:
     """Write via a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
@@ -32,6 +35,7 @@ def atomic_write(path: Path, write, mode: str = "w") -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the user's usual mode
         os.replace(tmp, path)
     except OSError as e:
         _discard(tmp)
