@@ -7,12 +7,11 @@ import io
 import json
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -284,11 +283,6 @@ VERBS = sorted({_verb(c) for c in COMMANDS})
 VALIDATIONS = sorted({_validate_args(c) for c in COMMANDS if _verb(c) in ("train", "validate")})
 
 
-def _dlrun(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-
-
 def test_doc_has_commands_for_every_topic():
     assert {"train", "validate", "resume", "tensorboard"} <= set(VERBS)
     assert any("multi_worker" in " ".join(v) for v in VALIDATIONS)
@@ -297,7 +291,7 @@ def test_doc_has_commands_for_every_topic():
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_doc_verb_exists(verb):
-    result = _dlrun(verb, "--help")
+    result = run_cli(verb, "--help", timeout=120)
     assert result.returncode == 0, result.stderr
     # An unknown verb would be read as `dlrun SPEC` and print train's help.
     assert re.search(rf"^usage: dlrun {verb}\b", result.stdout, re.M), result.stdout[:200]
@@ -305,7 +299,7 @@ def test_doc_verb_exists(verb):
 
 @pytest.mark.parametrize("args", VALIDATIONS, ids=" ".join)
 def test_doc_spec_lines_validate(args):
-    result = _dlrun("validate", *args)
+    result = run_cli("validate", *args, timeout=120)
     assert result.returncode == 0, result.stderr
 
 
