@@ -25,12 +25,15 @@ UnitFloat = Annotated[float, Field(ge=0, le=1)]
 
 def tagged_union(registry: Registry, key: str | None, kind: str):
     """A union of the registry's config models picked by `key` (or, if None, by a one-key map's key)."""
+    # the variant whose tag has a default (`schedule: constant`) is picked when the key is left out
+    defaults = [e.name for e in registry.entries()
+                if key and key in e.config.model_fields and not e.config.model_fields[key].is_required()]
 
     def pick(value: Any):
         if isinstance(value, dict):
             if key is None:
                 return next(iter(value)) if len(value) == 1 else None
-            return value.get(key)
+            return value.get(key, defaults[0] if defaults else None)
         if isinstance(value, BaseModel):
             return getattr(value, key) if key else next(iter(type(value).model_fields))
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.training.losses import CLASSIFICATION_LOSSES
 from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
@@ -24,8 +26,22 @@ def _monitors(cfg):
             yield ("callbacks", name, "monitor"), block.monitor
 
 
+def _run_parent(cfg):
+    """Where `name` would put run directories, if that escapes output.dir (via '..', '.' or a symlink)."""
+    if cfg.name in (".", ".."):
+        return f"'{cfg.name}' would put run directories outside output.dir; use a name with a letter or digit, e.g. 'my-experiment'"
+    root = os.path.realpath(cfg.output.dir)
+    target = os.path.realpath(os.path.join(cfg.output.dir, cfg.name))
+    if os.path.dirname(target) != root:
+        return (f"{os.path.join(cfg.output.dir, cfg.name)} resolves to {target}, outside output.dir "
+                f"({cfg.output.dir}); remove the link or choose another name")
+    return None
+
+
 def cross_checks(cfg):
     data, train = cfg.data, cfg.train
+    if problem := _run_parent(cfg):
+        yield ("name",), problem
     task = task_hint(data)
     has_validation = data.splits.validation is not None
     metrics = train.metrics or []
@@ -59,6 +75,9 @@ def cross_checks(cfg):
                 yield ("train", "metrics", i), f"'{m}' is a regression metric; use accuracy, f1, auc, ..."
         if train.loss.name in ("mse", "mae", "huber"):
             yield ("train", "loss", "name"), f"'{train.loss.name}' is a regression loss; this data is classification"
+    if data.batch_augment and task != "regression" and train.loss.name in ("mse", "mae", "huber"):
+        yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
+                                          "regression loss")
     if data.batch_augment and train.loss.name == "binary_crossentropy":
         yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
 

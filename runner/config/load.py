@@ -8,19 +8,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, NodeEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from runner.errors import ConfigError
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
+MAX_NODES = 10_000
+MAX_EXTENDS = 16
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 _DROPPED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp",
             "tag:yaml.org,2002:value", "tag:yaml.org,2002:merge"}
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser keeps a 1 MiB file well under a second; the pure-Python one takes seconds.
+_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeBase):
     """SafeLoader with YAML 1.2 numbers (`1e-3` is a float) and only true/false as booleans."""
 
 
@@ -93,28 +99,44 @@ def _read_text(path: Path, chain: list[str]) -> str:
                           "save the file as UTF-8") from None
 
 
-def _precheck(text: str, shown: str) -> None:
-    """Reject tags, anchors/aliases and deep nesting from the event stream, before any tree is built."""
-    depth = 0
+def _precheck(text: str, shown: str, located: str | None = None) -> None:
+    """Reject tags, anchors/aliases, deep nesting, huge node counts and extra documents from the
+    event stream, before any tree is built."""
+    depth = nodes = documents = 0
     problems = []
+
+    def at(event):
+        return located or f"{shown}:{event.start_mark.line + 1}"
+
     try:
         for event in yaml.parse(text, Loader=_Loader):
-            line = event.start_mark.line + 1
+            if isinstance(event, DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    problems.append(f"{at(event)}: a spec is a single YAML document; "
+                                    "remove the second document (after '---') or move it to its own file")
+                    break
             if isinstance(event, AliasEvent):
-                problems.append(f"{shown}:{line}: YAML aliases (*{event.anchor}) are not supported, "
+                problems.append(f"{at(event)}: YAML aliases (*{event.anchor}) are not supported, "
                                 "since they can expand exponentially; use `extends:` to share settings")
                 continue
-            if isinstance(event, NodeEvent) and event.anchor is not None:
-                problems.append(f"{shown}:{line}: YAML anchors (&{event.anchor}) are not supported, "
-                                "since they can expand exponentially; use `extends:` to share settings")
+            if isinstance(event, NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    problems.append(f"{at(event)}: more than {MAX_NODES} values; a spec is a small file "
+                                    "(put bulk data in a data file and point data.path at it)")
+                    break
+                if event.anchor is not None:
+                    problems.append(f"{at(event)}: YAML anchors (&{event.anchor}) are not supported, "
+                                    "since they can expand exponentially; use `extends:` to share settings")
             tag = getattr(event, "tag", None)
             if tag is not None and tag != "!" and tag not in _STANDARD_TAGS:
-                problems.append(f"{shown}:{line}: tag '{tag}' is not allowed; "
+                problems.append(f"{at(event)}: tag '{tag}' is not allowed; "
                                 "specs hold plain values, maps and lists only")
             if isinstance(event, CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    problems.append(f"{shown}:{line}: nesting deeper than {MAX_DEPTH} levels")
+                    problems.append(f"{at(event)}: nesting deeper than {MAX_DEPTH} levels")
                     break
             elif isinstance(event, CollectionEndEvent):
                 depth -= 1
@@ -122,17 +144,17 @@ def _precheck(text: str, shown: str) -> None:
                 break
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = f"{shown}:{mark.line + 1}" if mark else shown
+        where = located or (f"{shown}:{mark.line + 1}" if mark else shown)
         problems.append(f"{where}: invalid YAML: {e.problem or e.context}")
     except yaml.YAMLError as e:
-        problems.append(f"{shown}: invalid YAML: {e}")
+        problems.append(f"{located or shown}: invalid YAML: {e}")
     if problems:
         raise ConfigError(problems)
 
 
 def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), located=None):
     """YAML text -> Python value; records 'shown:line' of every key path in `where`."""
-    _precheck(text, shown)
+    _precheck(text, shown, located)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -148,7 +170,11 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
         if isinstance(n, MappingNode):
             out, first = {}, {}
             for knode, vnode in n.value:
-                key = loader.construct_object(knode, deep=True) if isinstance(knode, ScalarNode) else None
+                if not isinstance(knode, ScalarNode):
+                    problems.append(f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
+                                    f"received a {'list' if isinstance(knode, SequenceNode) else 'mapping'}")
+                    continue
+                key = loader.construct_object(knode, deep=True)
                 if not isinstance(key, str):
                     problems.append(f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
                                     f"received {key!r}")
@@ -205,9 +231,12 @@ def _load_file(path: Path, chain: list[str]) -> tuple[dict, dict]:
     if not (isinstance(parents, list) and all(isinstance(p, str) for p in parents)):
         raise ConfigError(f"{at}: extends: must be a path or a list of paths; received {parents!r}")
     merged, merged_where = {}, {}
+    here = chain + [shown]
+    if len(here) > MAX_EXTENDS:
+        raise ConfigError(f"{at}: extends: more than {MAX_EXTENDS} files deep "
+                          f"(chain: {' -> '.join(here[:3])} -> ... -> {here[-1]})")
     for parent in parents:
         target = (path.parent / parent).resolve()
-        here = chain + [shown]
         if str(target) in [str(Path(c).resolve()) for c in here]:
             raise ConfigError(f"{at}: extends: cycle: {' -> '.join(here + [display_path(target)])}")
         if not target.exists():
@@ -232,7 +261,7 @@ def apply_set(loaded: Loaded, override: str) -> None:
         raise ConfigError(f"{arg}: expected KEY=VALUE with a dotted key, such as train.epochs=5")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
     value = parse_yaml(text, arg, located=arg) if text.strip() else None
-    node = loaded.data
+    node, created = loaded.data, []
     for i, part in enumerate(path[:-1]):
         child = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) \
             else node.get(part) if isinstance(node, dict) else None
@@ -241,6 +270,7 @@ def apply_set(loaded: Loaded, override: str) -> None:
                 raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: cannot set a key inside a "
                                   f"{type(node).__name__}")
             child = node[part] = {}
+            created.append(path[:i + 1])
         if not isinstance(child, (dict, list)):
             raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: is {child!r}, not a mapping; "
                               f"set {dotted(path[:i + 1])} itself instead")
@@ -253,6 +283,9 @@ def apply_set(loaded: Loaded, override: str) -> None:
     for p in [p for p in loaded.where if p[:len(path)] == path]:
         del loaded.where[p]
     loaded.where[path] = arg
+    # a map this override created has no line of its own: problems inside it point at the argument
+    for p in created:
+        loaded.where[p] = arg
 
 
 def load_spec(path: str | os.PathLike, overrides=()) -> Loaded:

@@ -20,6 +20,10 @@ _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "les
            "less_than": ("<", "lt")}
 
 
+MAX_REPORTED = 50  # beyond this many problems the rest are counted, not formatted (keeps a bad 1 MiB file fast)
+_PLACEHOLDER = re.compile(r"\{(\w+)!r\}")
+
+
 def _received(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -76,6 +80,21 @@ def _fields_at(root, loc) -> list[str]:
     return list(models[0].model_fields) if len(models) == 1 else []
 
 
+def _variants_with(root, loc) -> list[str]:
+    """The other variants of the union at loc[:-2] that do take the key loc[-1] (sgd takes no beta_1)."""
+    tp = root
+    for elem in loc[:-2]:
+        tp = _step(tp, elem)
+        if tp is None:
+            return []
+    found = []
+    for member in _members(tp):
+        model = _unwrap(member)[0]
+        if _tag(member) and isinstance(model, type) and issubclass(model, BaseModel) and loc[-1] in model.model_fields:
+            found.append(_tag(member))
+    return found
+
+
 def _raw_path(raw, loc) -> tuple:
     """Pydantic's loc holds union tags beside keys; keep the elements that exist in the YAML."""
     path, node = [], raw
@@ -103,6 +122,9 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
     if kind == "extra_forbidden":
         fields = _fields_at(root, loc[:-1])
         hint = did_you_mean(loc[-1], fields)
+        others = [] if hint else _variants_with(root, loc)
+        if others:
+            return path, f"'{loc[-2]}' takes no {loc[-1]}; it applies to {', '.join(others)} only"
         return path, "unknown key" + (hint or (f"; valid keys: {', '.join(fields)}" if fields else ""))
     if kind == "missing":
         return path, "required key is missing"
@@ -122,10 +144,13 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
         return path, f"each {ctx['kind']} is a one-key map {{name: {{arguments}}}}; received {_received(value)}"
     if "subpath" in ctx:
         path = path + (ctx["subpath"],)
+    if kind.startswith("unknown_"):
+        return path, err["msg"]  # names the value and the closest valid one already
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         hint = did_you_mean(value, choices) if isinstance(value, str) else ""
-        return path, f"must be one of {', '.join(choices)}; received {_received(value)}{hint}"
+        expected = f"'{choices[0]}'" if len(choices) == 1 else f"one of {', '.join(choices)}"
+        return path, f"must be {expected}; received {_received(value)}{hint}"
     if kind in _TYPE_NAMES:
         return path, f"must be {_TYPE_NAMES[kind]}; received {_received(value)}"
     if kind in _BOUNDS:
@@ -139,17 +164,31 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
         return path, str(ctx.get("error", err["msg"]))
     if kind in ("too_long", "too_short"):
         return path, f"{err['msg'][0].lower()}{err['msg'][1:]}; received {_received(value)}"
-    message = err["msg"]
+    # pydantic's message templates fill `{name}` only; custom errors that wrote `{name!r}` are filled here
+    message = _PLACEHOLDER.sub(lambda m: repr(ctx[m[1]]) if m[1] in ctx else m[0], err["msg"])
     return path, message if "received" in message else f"{message}; received {_received(value)}"
 
 
+def _line_order(line: str):
+    """Sort key: problems of one file in line order; `--set` arguments after the file."""
+    where, _, rest = line.partition(": ")
+    file, _, number = where.rpartition(":")
+    return (where.startswith("--set"), file, int(number)) if number.isdigit() else (where.startswith("--set"), where, 0)
+
+
 def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
+    """One line per problem, in file order; after MAX_REPORTED lines the rest are counted."""
     by_path: dict[tuple, list[str]] = {}
-    for err in error.errors(include_url=False):
+    errors = error.errors(include_url=False)
+    shown = 0
+    for err in errors:
+        if shown >= MAX_REPORTED:
+            break
         path, rule = _rule(err, root, loaded.data)
         by_path.setdefault(path, [])
         if rule not in by_path[path]:
             by_path[path].append(rule)
+            shown += 1
     lines = []
     for path, rules in by_path.items():
         if len(rules) > 1 and all(r.startswith("must be ") for r in rules):
@@ -159,6 +198,9 @@ def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
             rules = [f"must be {' or '.join(kinds)}; received {received}"]
         for rule in rules:
             lines.append(f"{loaded.locate(path)}: {dotted(path) or '<top>'}: {rule}")
+    lines.sort(key=_line_order)
+    if shown >= MAX_REPORTED and len(errors) > shown:
+        lines.append(f"... and up to {len(errors) - shown} more problems; fix these first")
     return lines
 
 
