@@ -25,6 +25,7 @@ class Entry:
     name: str
     builder: Callable[..., Any]
     config: Any = None  # the pydantic model of this entry's YAML block, if it has one
+    describe: Callable[..., Any] | None = None  # cheap metadata without building (a source's DataInfo)
 
 
 class Registry:
@@ -34,11 +35,11 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config=None):
+    def register(self, name: str, config=None, describe=None):
         def decorator(builder):
             if name in self._entries:
                 raise ValueError(f"duplicate {self.kind} '{name}'")
-            self._entries[name] = Entry(name, builder, config)
+            self._entries[name] = Entry(name, builder, config, describe)
             return builder
 
         return decorator
