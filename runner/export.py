@@ -1,0 +1,167 @@
+"""`dlrun export` and the spec's `export:` list: the run's model as .keras, SavedModel, ONNX or LiteRT, each
+file then read back by the runtime that serves it and compared with Keras on the run's own held-out data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from runner import run_dir as rd
+from runner.errors import ConfigError
+from runner.safe_load import Run, load_model
+
+FORMATS = ("keras", "saved_model", "onnx", "tflite")
+QUANTIZE = ("int8", "float16")
+EXPORT = "export"
+MANIFEST = "export.json"
+CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
+CHECK_EXAMPLES = 512  # held-out examples each export is compared on
+TOLERANCE = 1e-4  # max |output difference| accepted for float exports
+RUNTIMES = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+
+
+def artifact_name(fmt: str, quantize: str | None = None) -> str:
+    names = {"keras": rd.MODEL, "saved_model": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite"}
+    return names[fmt] if not quantize else f"model_{quantize}.tflite"
+
+
+def _write_keras(run, model, path, quantize, calibration):
+    rd.atomic_save(path, lambda tmp: shutil.copyfile(run.model_file(), tmp))  # the compiled, portable file as is
+
+
+def _write_saved_model(run, model, path, quantize, calibration):
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        os.chmod(tmp, 0o777 & ~rd._UMASK)  # mkdtemp makes 0700; the folder gets the user's usual mode
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_onnx(run, model, path, quantize, calibration):
+    model(calibration[:1])  # tf2onnx traces a built call graph: the model must have been called once
+    rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
+
+
+def _write_tflite(run, model, path, quantize, calibration):
+    import tensorflow as tf
+
+    options = {}
+    if quantize == "float16":
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {"supported_types": [tf.float16]}}
+    elif quantize == "int8":
+        # full-integer: weights AND activations in int8, activation ranges calibrated on training examples;
+        # inputs and outputs stay float32 so the file still takes the raw inputs the source yields
+        def representative():
+            for x in calibration:
+                yield [x[None]]
+
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
+    rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="litert", verbose=False, **options))
+
+
+WRITERS = {"keras": _write_keras, "saved_model": _write_saved_model, "onnx": _write_onnx, "tflite": _write_tflite}
+
+
+def run_exported(fmt: str, path: Path, x):
+    """Outputs of the exported file on inputs `x`, computed by the runtime that serves that format."""
+    import numpy as np
+
+    if fmt == "keras":
+        return np.asarray(load_model(path).predict(x, verbose=0))
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # held: the concrete function only references its variables
+        return loaded.serve(x).numpy()
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))  # the file's batch dimension is 1 until resized
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"]).copy()
+
+
+def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dict:
+    """How far the runtime's outputs are from Keras's, and for classification both accuracies."""
+    import numpy as np
+
+    from runner.evaluate import predicted_classes
+
+    got = run_exported(fmt, path, x)
+    check = {"runtime": f"{RUNTIMES[fmt]} {metadata.version(RUNTIMES[fmt])}", "split": split, "examples": len(x),
+             "max_abs_diff": float(np.max(np.abs(got.astype("float64") - expected))),
+             "tolerance": None if quantize else TOLERANCE}
+    if mode in ("sparse", "one_hot", "binary"):
+        check["keras_accuracy"] = float(np.mean(predicted_classes(expected, mode, from_logits) == y))
+        check["accuracy"] = float(np.mean(predicted_classes(got, mode, from_logits) == y))
+    check["ok"] = check["max_abs_diff"] <= TOLERANCE if not quantize else (
+        "accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01)
+    return check
+
+
+def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe: bool = False) -> list[dict]:
+    """Export the run's final model in each format to `out` (default RUN_DIR/export/), check each, and record
+    the checks in export.json there."""
+    from runner.data.build import build_data
+    from runner.evaluate import split_arrays
+    from runner.models import outputs_logits
+    from runner.training.losses import label_mode
+
+    if quantize and set(formats) != {"tflite"}:
+        raise ConfigError(f"--quantize {quantize}: quantization is for --format tflite only; "
+                          f"received --format {', '.join(formats)}")
+    cfg = run.cfg
+    model = run.load_model("final", unsafe)
+    data = build_data(cfg.data, cfg.seed)
+    mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
+    split = next(s for s in ("test", "validation", "train") if data.has(s))
+    x, y = (a[:CHECK_EXAMPLES] for a in split_arrays(data, split, cfg.data.batch_size))
+    calibration = next(data.splits["train"].batch(CALIBRATION_EXAMPLES).as_numpy_iterator())[0]
+    expected = model.predict(x, batch_size=cfg.data.batch_size, verbose=0).astype("float64")
+
+    out = Path(out) if out else run.path / EXPORT
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create this folder ({e.strerror})") from None
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    results = []
+    for fmt in formats:
+        path = out / artifact_name(fmt, quantize)
+        WRITERS[fmt](run, model, path, quantize, calibration)
+        entry = {"format": fmt, "quantize": quantize, "path": str(path),
+                 **_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)}
+        if quantize == "int8":
+            entry["calibration"] = {"split": "train", "examples": len(calibration)}
+        manifest[path.name] = {k: v for k, v in entry.items() if k != "path"}
+        results.append(entry)
+    rd.atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2))
+    return results
+
+
+def format_results(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        line = (f"{r['path']}: {r['runtime']} vs Keras on {r['examples']} {r['split']} examples: "
+                f"max |diff| {r['max_abs_diff']:.2e}")
+        if "accuracy" in r:
+            line += f", accuracy {r['accuracy']:.4f} (Keras {r['keras_accuracy']:.4f})"
+        lines.append(line + ("" if r["ok"] else "  WARNING: outside the expected tolerance"))
+    return "\n".join(lines)
