@@ -9,9 +9,6 @@ import sys
 
 from runner.errors import EXIT_INTERRUPTED, DlrunError
 
-VERBS = ("train", "validate", "render", "schema", "summary")
-
-
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
@@ -108,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="model summary and parameter counts, without training")
     _add_spec(p)
     p.set_defaults(func=cmd_summary)
+    parser.verbs = sub.choices  # every verb registered above, for `dlrun SPEC` dispatch
     return parser
 
 
@@ -116,9 +114,9 @@ def main(argv=None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
-    if argv and argv[0] not in VERBS and not argv[0].startswith("-"):
-        argv.insert(0, "train")
     parser = build_parser()
+    if argv and argv[0] not in parser.verbs and argv[0].endswith((".yaml", ".yml")):
+        argv.insert(0, "train")  # `dlrun SPEC.yaml` is `dlrun train SPEC.yaml`
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
