@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy stays out of `dlrun validate`, which imports this module for the split grammar
+    import numpy as np
 
 SPLIT_RE = re.compile(r"^(?P<base>[A-Za-z_][A-Za-z0-9_]*)?(?:\[(?P<start>-?\d+%?)?:(?P<end>-?\d+%?)?\])?$")
 
@@ -40,6 +42,8 @@ def slice_bounds(text: str, n: int) -> tuple[int, int]:
 
 def pool_order(y: np.ndarray, seed: int, stratified: bool) -> np.ndarray:
     """A seeded order of the pool in which every contiguous percent slice keeps the class proportions."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     n = len(y)
     if not stratified:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy stays out of `dlrun validate`, which imports the source registry
+    import numpy as np
 
 from runner.registry import Registry
 
