@@ -78,6 +78,51 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from runner.safe_load import open_run
+
+    run = open_run(args.run_dir)
+    _quiet_tensorflow()
+    from runner.evaluate import evaluate_run, format_result
+
+    print(format_result(evaluate_run(run, args.split, args.checkpoint, args.unsafe)))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from runner.safe_load import open_run
+
+    run = open_run(args.run_dir)
+    _quiet_tensorflow()
+    from runner.predict import format_records, predict_run
+
+    print(format_records(predict_run(run, args.inputs, args.top_k, args.unsafe), args.style))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from runner.safe_load import open_run
+
+    run = open_run(args.run_dir)
+    _quiet_tensorflow()
+    from runner.export import export_run, format_results
+
+    print(format_results(export_run(run, [args.format], args.quantize, args.out, args.unsafe)))
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; received {text!r}")
+    return int(text)
+
+
+def _add_run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `dlrun train`")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load model files that hold Python code (Lambda layers): only for files you trust")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlrun", description="Configuration-driven deep-learning experiments for Keras 3 on TensorFlow.",
@@ -105,6 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="model summary and parameter counts, without training")
     _add_spec(p)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("eval", help="evaluate a run's model: metrics, per-class report, confusion matrix")
+    _add_run_dir(p)
+    p.add_argument("--split", choices=("test", "validation", "train"), default="test", help="default: test")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="final",
+                   help="evaluate checkpoints/best.keras or last.keras instead of the final model.keras")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="predict image files, CSV rows, text lines or .npz arrays")
+    _add_run_dir(p)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, a .csv, a .txt of lines, an .npz")
+    style = p.add_mutually_exclusive_group()
+    style.add_argument("--json", dest="style", action="store_const", const="json", help="print JSON")
+    style.add_argument("--csv", dest="style", action="store_const", const="csv", help="print CSV")
+    p.set_defaults(style="table")
+    p.add_argument("--top-k", type=_positive, default=3, metavar="K", help="classes shown per input (default 3)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a run's model for serving, checked by the runtime that reads it")
+    _add_run_dir(p)
+    p.add_argument("--format", required=True, choices=("keras", "saved_model", "onnx", "tflite"))
+    p.add_argument("--quantize", choices=("int8", "float16"),
+                   help="tflite only: int8 (full-integer, calibrated on training examples) or float16 weights")
+    p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
+    p.set_defaults(func=cmd_export)
     parser.verbs = sub.choices  # every verb registered above, for `dlrun SPEC` dispatch
     return parser
 
