@@ -80,7 +80,8 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
     test_ds = eval_dataset(data.splits["test"], cfg.data, labels) if data.has("test") else None
 
     monitor = _default_monitor(cfg, metric_names, has_validation)
-    ctx = CallbackContext(run_dir, monitor, has_validation, steps)
+    ctx = CallbackContext(run_dir, monitor, has_validation, steps, info=info, train_data=train_ds,
+                          validation_data=val_ds)
     progress = Progress(run_dir, steps, n_train)
     nan_guard = NanGuard()
     callbacks = [nan_guard, *build_callbacks(cfg.callbacks, ctx), progress]
@@ -115,6 +116,15 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         portable_compile(model, cfg.train, mode, from_logits, metric_names, info)
     rd.atomic_save(run_dir.file(rd.MODEL), model.save)
     run_dir.write_json(rd.METRICS, metrics)
+    # ---- tracking (issue 7): PNG plots and the TensorBoard HParams session, from the files just written ----
+    from runner.tracking.plots import write_plots
+
+    write_plots(run_dir, model, info, from_logits, {"validation": val_ds, "test": test_ds})
+    if cfg.callbacks.tensorboard is not None:
+        from runner.callbacks.tensorboard import write_hparams
+
+        write_hparams(run_dir)
+    # ---- tracking: end ----
     run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
     return RunResult(run_dir, metrics)
 

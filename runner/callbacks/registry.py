@@ -17,6 +17,9 @@ class CallbackContext:
     has_validation: bool
     steps_per_epoch: int
     is_chief: bool = True
+    info: object = None  # DataInfo: class names, value range, examples per split
+    train_data: object = None  # the batched, augmented training dataset that fit() consumes
+    validation_data: object = None  # the batched validation dataset, or None
 
 
 def monitor_mode(monitor: str) -> str:

@@ -1,0 +1,149 @@
+"""The Keras side of the tensorboard callback; imported only when a run builds its callbacks."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from runner import run_dir as rd
+from runner.callbacks.tensorboard import CONFIG_TAG, CONFUSION_TAG, SAMPLES_TAG
+from runner.models import outputs_logits
+from runner.tracking import plots
+
+
+def _png_batch(png: bytes):
+    return tf.expand_dims(tf.io.decode_png(png, channels=4), 0)
+
+
+class RunTensorBoard(keras.callbacks.TensorBoard):
+    """Counts steps from the epoch (so a resumed fit continues its curves) and adds dlrun's summaries."""
+
+    def __init__(self, cfg, ctx, initial_step: int | None):
+        profile = tuple(cfg.profile_steps) if cfg.profile_steps else 0
+        super().__init__(log_dir=str(ctx.run_dir.subdir(rd.TENSORBOARD)), histogram_freq=cfg.histogram_freq,
+                         update_freq=cfg.update_freq, write_graph=cfg.write_graph, profile_batch=profile)
+        self.cfg, self.ctx = cfg, ctx
+        self.initial_step = initial_step
+        self._epoch_base = 0
+        self._first_epoch = None
+        self._last_epoch = None
+        self._epoch_t0 = 0.0
+
+    # Keras counts one "batch" per call of the train function and restarts at 0 on every fit; a global
+    # step derived from the epoch and the batch index stays right with steps_per_execution and resumes.
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+            self._epoch_base = (self.initial_step if self.initial_step is not None
+                                else epoch * self.ctx.steps_per_epoch)
+            with tf.summary.record_if(True):
+                self._write_run_start(epoch)
+        else:
+            self._epoch_base = epoch * self.ctx.steps_per_epoch
+        self._epoch_t0 = time.perf_counter()
+
+    def _push_writer(self, writer, step):
+        # Keras records a call's batch summaries if its first step is a multiple of update_freq; with
+        # several steps per call that misses most multiples, so record when the call spans one
+        if self.update_freq == "epoch":
+            return
+        per_call = getattr(self.model, "steps_per_execution", 1) or 1
+        record = (step + per_call - 1) // self.update_freq > (step - 1) // self.update_freq
+        context = (writer.as_default(step), tf.summary.record_if(record))
+        self._prev_summary_state.append(context)
+        context[0].__enter__()
+        context[1].__enter__()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._global_train_batch = self._epoch_base + batch + 1
+        if self.update_freq != "epoch":
+            self._pop_writer()
+            self._push_writer(self._train_writer, self._global_train_batch)
+        per_call = getattr(self.model, "steps_per_execution", 1) or 1
+        if (self._should_trace and not self._is_tracing
+                and self._global_train_batch <= self._start_batch < self._global_train_batch + per_call):
+            self._start_trace()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._global_train_batch = self._epoch_base + batch + 1
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._epoch_t0
+        steps = self._global_train_batch - self._epoch_base
+        examples = self._examples(steps)
+        extra = {"seconds": seconds}
+        if examples:
+            extra["examples_per_sec"] = examples / seconds
+        self._last_epoch = epoch
+        # record_if(True): epoch summaries must not depend on the step filter of the batch summaries
+        with tf.summary.record_if(True):
+            # a copy: the other callbacks (history, checkpoints) keep Keras's logs as they are
+            super().on_epoch_end(epoch, {**(logs or {}), **extra})
+            if self.cfg.confusion_matrix == "epoch":
+                self._write_confusion(epoch)
+
+    def on_train_end(self, logs=None):
+        if self.cfg.confusion_matrix == "end" and self._last_epoch is not None:
+            with tf.summary.record_if(True):
+                self._write_confusion(self._last_epoch)
+        super().on_train_end(logs)
+
+    def _examples(self, steps: int) -> int | None:
+        info = self.ctx.info
+        n = info.cardinality.get("train") if info is not None else None
+        if not n:
+            return None
+        # the epoch's share of the split: the last batch of an epoch may be short
+        return round(n * steps / self.ctx.steps_per_epoch)
+
+    def _write_run_start(self, epoch: int):
+        config = self.ctx.run_dir.file(rd.CONFIG)
+        with self._train_writer.as_default(step=epoch):
+            if config.exists():
+                tf.summary.text(CONFIG_TAG, f"```yaml\n{config.read_text()}\n```")
+            if self.write_graph:
+                self._write_op_graph()
+            if epoch == 0 and self.cfg.images and self.ctx.train_data is not None:
+                self._write_samples()
+
+    def _write_op_graph(self):
+        # Keras 3 writes only the conceptual graph ("keras" tag); the op graph of the forward pass is
+        # what the Graphs dashboard draws
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in self.model.inputs] if self.model.inputs else None
+        if not specs:
+            return
+        forward = tf.function(lambda *x: self.model(list(x) if len(x) > 1 else x[0], training=False))
+        tf.summary.graph(forward.get_concrete_function(*specs).graph)
+
+    def _write_samples(self):
+        x, y = next(iter(self.ctx.train_data.take(1)))
+        n = self.cfg.images
+        info = self.ctx.info
+        fig = plots.sample_grid(np.asarray(x)[:n], np.asarray(y)[:n], info.class_names if info else None,
+                                info.value_range if info else None)
+        if fig is not None:
+            tf.summary.image(SAMPLES_TAG, _png_batch(plots.png_bytes(fig)), step=0,
+                             description="the first training batch after augmentation, first epoch")
+
+    def _write_confusion(self, epoch: int):
+        info = self.ctx.info
+        data = self.ctx.validation_data
+        if data is None or info is None or info.task != "classification" or not info.num_classes:
+            return
+        cm = plots.confusion_matrix(self.model, data, info.num_classes, outputs_logits(self.model))
+        png = plots.png_bytes(plots.confusion_figure(cm, info.class_names, f"validation, epoch {epoch + 1}"))
+        with self._val_writer.as_default():
+            tf.summary.image(CONFUSION_TAG, _png_batch(png), step=epoch)
+
+def _png_batch(png: bytes):
+    return tf.expand_dims(tf.io.decode_png(png, channels=4), 0)
+

@@ -1,0 +1,148 @@
+"""Figures of a run: learning curves, the confusion matrix, a grid of training samples; PNG files and bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+
+LEARNING_CURVES = "learning_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+NOT_CURVES = ("epoch", "learning_rate", "epoch_seconds")
+
+
+def _figure(width: float, height: float):
+    # matplotlib.figure.Figure renders with Agg without pyplot: no global state, no display needed
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def read_history(path) -> list[dict]:
+    """history.csv as a list of {column: float} rows (empty cells are NaN)."""
+    with open(path, newline="") as f:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def learning_curves(rows: list[dict]):
+    """Loss and each metric, train vs validation, per epoch; the learning rate on a second axis of the loss."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    from matplotlib.ticker import MaxNLocator
+
+    names = [c for c in columns if c not in NOT_CURVES and not c.startswith("val_")]
+    names.sort(key=lambda n: n != "loss")
+    fig = _figure(5.0 * max(1, len(names)), 4.0)
+    epochs = [r["epoch"] for r in rows]
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        ax.plot(epochs, [r.get(name, math.nan) for r in rows], marker="o", label=f"train {name}")
+        if f"val_{name}" in columns:
+            ax.plot(epochs, [r.get(f"val_{name}", math.nan) for r in rows], marker="o", label=f"validation {name}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if name == "loss" and "learning_rate" in columns:
+            lr_ax = ax.twinx()
+            lines = lr_ax.plot(epochs, [r.get("learning_rate", math.nan) for r in rows], color="gray",
+                               linestyle="--", label="learning rate")
+            lr_ax.set_ylabel("learning rate")
+            handles, labels = handles + lines, labels + ["learning rate"]
+        ax.legend(handles, labels, loc="best", fontsize="small")
+    return fig
+
+
+def _class_ids(values: np.ndarray, from_logits: bool | None) -> np.ndarray:
+    """Sparse ids from sparse labels, one-hot rows or probabilities, or a single binary column."""
+    if values.ndim == 2 and values.shape[1] > 1:
+        return values.argmax(axis=1)
+    flat = values.reshape(-1)
+    if from_logits is None:  # labels
+        return np.rint(flat).astype(np.int64)
+    return (flat > (0.0 if from_logits else 0.5)).astype(np.int64)
+
+
+def confusion_matrix(model, dataset, num_classes: int, from_logits: bool) -> np.ndarray:
+    """Counts[true, predicted] of `model` over a batched (x, y) dataset."""
+    from sklearn.metrics import confusion_matrix as counts
+
+    true, pred = [], []
+    for x, y in dataset:
+        true.append(_class_ids(np.asarray(y), None))
+        pred.append(_class_ids(np.asarray(model.predict_on_batch(x)), from_logits))
+    return counts(np.concatenate(true), np.concatenate(pred), labels=list(range(num_classes)))
+
+
+def confusion_figure(cm: np.ndarray, class_names, title: str):
+    k = len(cm)
+    names = list(class_names) if class_names else [str(i) for i in range(k)]
+    side = min(12.0, 2.0 + 0.5 * k)
+    fig = _figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(k), names, rotation=90 if k > 10 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = np.trace(cm) / max(1, cm.sum())
+    ax.set_title(f"{title}: accuracy {accuracy:.4f} ({cm.sum()} examples)")
+    if k <= 30:  # beyond that the numbers overlap; the colours still show where the errors are
+        high = cm.max() / 2 if cm.size else 0
+        for (i, j), n in np.ndenumerate(cm):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize="small",
+                    color="white" if n > high else "black")
+    return fig
+
+
+def sample_grid(x: np.ndarray, y: np.ndarray, class_names, value_range):
+    """A grid of image inputs titled with their labels, or None when the inputs are not images."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or not np.issubdtype(x.dtype, np.number):
+        return None
+    lo, hi = value_range if value_range else (float(x.min()), float(x.max()))
+    x = np.clip((x.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    n = len(x)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = _figure(1.6 * cols, 1.8 * rows)
+    ids = _class_ids(y, None) if class_names else None
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(x[i, ..., 0] if x.shape[-1] == 1 else x[i], cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(class_names[ids[i]] if ids is not None else f"{float(np.ravel(y[i])[0]):.3g}",
+                     fontsize="small")
+        ax.axis("off")
+    return fig
+
+
+def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[str]:
+    """learning_curves.png from history.csv and, for classification, confusion_matrix.png on the first split
+    of `splits` ({name: batched dataset or None}) that exists."""
+    from runner import run_dir as rd
+
+    written = []
+    if run_dir.file(rd.HISTORY).exists():
+        rows = read_history(run_dir.file(rd.HISTORY))
+        if rows:
+            data = png_bytes(learning_curves(rows))
+            rd.atomic_write(run_dir.file(LEARNING_CURVES), lambda f: f.write(data), mode="wb")
+            written.append(LEARNING_CURVES)
+    split, dataset = next(((k, v) for k, v in splits.items() if v is not None), (None, None))
+    if dataset is not None and info.task == "classification" and info.num_classes:
+        cm = confusion_matrix(model, dataset, info.num_classes, from_logits)
+        data = png_bytes(confusion_figure(cm, info.class_names, split))
+        rd.atomic_write(run_dir.file(CONFUSION_MATRIX), lambda f: f.write(data), mode="wb")
+        written.append(CONFUSION_MATRIX)
+    return written
