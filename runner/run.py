@@ -125,6 +125,13 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
 
         write_hparams(run_dir)
     # ---- tracking: end ----
+    # ---- export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved ----
+    if cfg.export:
+        from runner.export import export_run
+        from runner.safe_load import open_run
+
+        export_run(open_run(run_dir.path), cfg.export)
+    # ---- export: end ----
     run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
     return RunResult(run_dir, metrics)
 

@@ -104,6 +104,9 @@ class Config(Strict):
     callbacks: Callbacks = Field(default_factory=Callbacks, description="callbacks by name")
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
+    export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
+        default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
+                                          "by the runtime that reads it (see `dlrun export`)")
 
     @model_validator(mode="before")
     @classmethod
