@@ -111,6 +111,41 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_ls(args) -> int:
+    from runner.tracking.runs import as_json, find_runs, runs_table
+
+    runs = find_runs(args.runs_dir)
+    if args.json:
+        print(as_json(runs))
+    elif runs:
+        print(runs_table(runs, args.runs_dir))
+    else:
+        print(f"no runs under {args.runs_dir}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from runner.tracking.runs import compare
+
+    print(compare(args.run_dirs))
+    return 0
+
+
+def cmd_tensorboard(args) -> int:
+    _quiet_tensorflow()
+    from runner.tracking.tb_server import serve
+
+    return serve(args.runs_dir, args.host, args.port)
+
+
+def cmd_env(args) -> int:
+    _quiet_tensorflow()
+    from runner.env_info import current_machine
+
+    print(json.dumps(current_machine(), indent=2, default=str))
+    return 0
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1; received {text!r}")
@@ -175,6 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tflite only: int8 (full-integer, calibrated on training examples) or float16 weights")
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ls", help="list runs, newest first: state, epochs, best value, test metrics, wall time")
+    p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs")
+    p.add_argument("--json", action="store_true", help="print only a JSON list of runs")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("compare", help="config differences and metrics of runs, side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("tensorboard", help="TensorBoard over a runs folder (127.0.0.1 unless --host)")
+    p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs")
+    p.add_argument("--port", type=_positive, default=6006, help="default: 6006")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1); TensorBoard has no authentication")
+    p.set_defaults(func=cmd_tensorboard)
+
+    p = sub.add_parser("env", help="versions, Python, devices, strategy, git commit of this machine (JSON)")
+    p.set_defaults(func=cmd_env)
     parser.verbs = sub.choices  # every verb registered above, for `dlrun SPEC` dispatch
     return parser
 
