@@ -103,6 +103,7 @@ def _precheck(text: str, shown: str, located: str | None = None) -> None:
     """Reject tags, anchors/aliases, deep nesting, huge node counts and extra documents from the
     event stream, before any tree is built."""
     depth = nodes = documents = 0
+    anchored = False
     problems = []
 
     def at(event):
@@ -116,19 +117,21 @@ def _precheck(text: str, shown: str, located: str | None = None) -> None:
                     problems.append(f"{at(event)}: a spec is a single YAML document; "
                                     "remove the second document (after '---') or move it to its own file")
                     break
-            if isinstance(event, AliasEvent):
-                problems.append(f"{at(event)}: YAML aliases (*{event.anchor}) are not supported, "
-                                "since they can expand exponentially; use `extends:` to share settings")
-                continue
             if isinstance(event, NodeEvent):
                 nodes += 1
                 if nodes > MAX_NODES:
                     problems.append(f"{at(event)}: more than {MAX_NODES} values; a spec is a small file "
                                     "(put bulk data in a data file and point data.path at it)")
                     break
-                if event.anchor is not None:
-                    problems.append(f"{at(event)}: YAML anchors (&{event.anchor}) are not supported, "
-                                    "since they can expand exponentially; use `extends:` to share settings")
+                if event.anchor is not None and not anchored:
+                    # the first anchor says it all; an alias bomb would repeat it hundreds of times
+                    anchored = True
+                    sign = "*" if isinstance(event, AliasEvent) else "&"
+                    problems.append(f"{at(event)}: YAML anchors and aliases ({sign}{event.anchor}) are not "
+                                    "supported, since they can expand exponentially; use `extends:` to share "
+                                    "settings")
+                if isinstance(event, AliasEvent):
+                    continue
             tag = getattr(event, "tag", None)
             if tag is not None and tag != "!" and tag not in _STANDARD_TAGS:
                 problems.append(f"{at(event)}: tag '{tag}' is not allowed; "
