@@ -1,7 +1,8 @@
 """Models: one builder per arch, registered under its YAML name; build_model adds the Input and preprocessing."""
 
 from runner.models.registry import ARCHS
-from runner.models import cnn, layer_list, mlp  # noqa: F401  (register)
+from runner.models import (  # noqa: F401  (register)
+    cnn, keras_app, layer_list, mlp, mobilenet, resnet, resnet9, rnn, transformer, unet)
 
 
 def output_units(info, mode: str) -> int:
@@ -12,7 +13,7 @@ def build_model(cfg_model, info, preprocess_layers, mode: str):
     """Input (shape from the data) -> preprocessing -> the arch. Call inside strategy.scope()."""
     import keras
 
-    inputs = keras.Input(shape=info.input_shape, name="inputs")
+    inputs = keras.Input(shape=info.input_shape, dtype=info.input_dtype, name="inputs")  # "string" for text
     x = inputs
     for layer in preprocess_layers:
         x = layer(x)

@@ -49,6 +49,31 @@ class Step(ScheduleBase):
         return self
 
 
+class OneCycle(ScheduleBase):
+    """Smith & Topin 2018: a rise from base/div_factor to base, then a cosine fall to base/final_div_factor."""
+
+    schedule: Literal["one_cycle"]
+    pct_start: float = Field(0.3, gt=0, lt=1, description="fraction of training spent rising to `base`")
+    div_factor: PositiveFloat = Field(25.0, description="the rise starts at base / div_factor")
+    final_div_factor: PositiveFloat = Field(1e4, description="the fall ends at base / final_div_factor")
+
+    @model_validator(mode="after")
+    def _no_extra_warmup(self):
+        if self.warmup_epochs or self.warmup_steps:
+            raise ValueError("one_cycle has its own rise (pct_start); remove warmup_epochs / warmup_steps")
+        return self
+
+
+class CosineRestarts(ScheduleBase):
+    """Loshchilov & Hutter 2017 (SGDR): cosine cycles restarting at `base`, each t_mul times longer."""
+
+    schedule: Literal["cosine_restarts"]
+    first_cycle_epochs: PositiveFloat = Field(10.0, description="length of the first cycle, in epochs")
+    t_mul: PositiveFloat = Field(2.0, description="each cycle is t_mul times longer than the previous")
+    m_mul: PositiveFloat = Field(1.0, description="each restart's peak is m_mul times the previous")
+    alpha: UnitFloat = Field(0.0, description="minimum learning rate as a fraction of the cycle's peak")
+
+
 def _with_warmup(schedule, cfg, steps_per_epoch: int):
     warm = cfg.warmup(steps_per_epoch)
     if not warm:
@@ -93,6 +118,28 @@ def build_step(cfg, steps_per_epoch: int, epochs: int):
     decay = keras.optimizers.schedules.PiecewiseConstantDecay(
         [b * steps_per_epoch for b in cfg.boundaries], values)
     return _with_warmup(decay, cfg, steps_per_epoch)
+
+
+@SCHEDULES.register("one_cycle", config=OneCycle)
+def build_one_cycle(cfg, steps_per_epoch: int, epochs: int):
+    import keras
+
+    total = steps_per_epoch * epochs
+    rise = max(1, round(cfg.pct_start * total))
+    # CosineDecay's warm-up is a linear rise from initial_learning_rate: exactly one cycle's first phase
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.base / cfg.div_factor, decay_steps=max(1, total - rise),
+        alpha=1.0 / cfg.final_div_factor, warmup_target=cfg.base, warmup_steps=rise)
+
+
+@SCHEDULES.register("cosine_restarts", config=CosineRestarts)
+def build_cosine_restarts(cfg, steps_per_epoch: int, epochs: int):
+    import keras
+
+    restarts = keras.optimizers.schedules.CosineDecayRestarts(
+        cfg.base, first_decay_steps=max(1, round(cfg.first_cycle_epochs * steps_per_epoch)),
+        t_mul=cfg.t_mul, m_mul=cfg.m_mul, alpha=cfg.alpha)
+    return _with_warmup(restarts, cfg, steps_per_epoch)
 
 
 def build_schedule(cfg, steps_per_epoch: int, epochs: int):

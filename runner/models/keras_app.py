@@ -1,0 +1,77 @@
+"""keras_app: any keras.applications model by name, ImageNet weights from the Keras cache, freeze for transfer learning."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field
+
+from runner.config.base import NonNegInt
+from runner.models.registry import ARCHS, ArchCommon, head
+
+
+class KerasApp(ArchCommon):
+    arch: Literal["keras_app"]
+    name: str = Field(description="a keras.applications model: ResNet50, MobileNetV2, EfficientNetB0, ...")
+    weights: Optional[Literal["imagenet"]] = Field(
+        None, description="null: random init; imagenet: pretrained (from ~/.keras/models, downloaded if online)")
+    freeze: Union[bool, NonNegInt] = Field(
+        False, description="true: freeze the whole base (transfer learning); N: freeze all but its last N layers")
+    pooling: Literal["avg", "max"] = Field("avg", description="global pooling of the base's last feature map")
+
+
+def application(name: str):
+    """The keras.applications constructor called `name`, or a ConfigError naming the closest ones."""
+    import keras
+
+    from runner.errors import ConfigError
+    from runner.registry import unknown_name_message
+
+    names = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+    if name not in names:
+        raise ConfigError(f"model.name: {unknown_name_message('keras.applications model', name, names)}")
+    return getattr(keras.applications, name)
+
+
+def _load_base(cfg: KerasApp, shape):
+    import socket
+
+    from keras.src.backend.config import keras_home
+
+    from runner.errors import ConfigError, DataError
+
+    build = application(cfg.name)
+    previous = socket.getdefaulttimeout()
+    # keras.utils.get_file downloads without a timeout; offline must fail fast, never hang
+    socket.setdefaulttimeout(10)
+    try:
+        return build(include_top=False, weights=cfg.weights, input_shape=shape, pooling=cfg.pooling)
+    except ValueError as e:  # Keras's own checks on the input shape for this model and these weights
+        raise ConfigError(f"model.name: {cfg.name} cannot take inputs of shape {list(shape)}: "
+                          f"{str(e).splitlines()[0]}") from None
+    except Exception as e:  # keras.utils.get_file raises a bare Exception when the download fails
+        if cfg.weights is None or not (isinstance(e, OSError) or "URL fetch failure" in str(e)):
+            raise
+        cache = keras_home()
+        raise DataError(f"model.weights: the imagenet weights of {cfg.name} are not in the Keras cache "
+                        f"({cache}/models) and could not be downloaded (offline?). Run once on a machine "
+                        f"with internet and copy {cache}/models here, or set model.weights: null") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+@ARCHS.register("keras_app", config=KerasApp)
+def build_keras_app(cfg: KerasApp, x, out_units: int):
+    import keras
+
+    base = _load_base(cfg, tuple(x.shape[1:]))
+    if cfg.freeze is True:
+        base.trainable = False
+    elif cfg.freeze:
+        for layer in base.layers[:-cfg.freeze]:
+            layer.trainable = False
+    # a frozen base runs in inference mode so its batch-norm statistics stay the pretrained ones
+    x = base(x, training=False) if cfg.freeze is True else base(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout)(x)
+    return head(x, cfg, out_units)
