@@ -37,9 +37,11 @@ def test_corpus_covers_at_least_40_failure_kinds():
 
 @pytest.mark.parametrize("name", CASES)
 def test_bad_spec(name):
-    proc, seconds = _validate(name)
-    if seconds >= 1.0:  # one retry: the first run may have shared the CPU with a neighbour's burst
+    # best of three: a run may share the 2 cores with a neighbour's burst; a slow path fails all three
+    for _ in range(3):
         proc, seconds = _validate(name)
+        if seconds < 1.0:
+            break
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (CORPUS / f"{name}.expected").read_text()
     assert "Traceback" not in proc.stderr
