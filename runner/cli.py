@@ -138,6 +138,17 @@ def cmd_tensorboard(args) -> int:
     return serve(args.runs_dir, args.host, args.port)
 
 
+def cmd_data_preview(args) -> int:
+    from runner.config import load_config
+
+    cfg, _ = load_config(args.spec, args.overrides)
+    _quiet_tensorflow()
+    from runner.data.preview import preview
+
+    print(preview(cfg, args.n, args.out or f"{cfg.name}-preview.png"))
+    return 0
+
+
 def cmd_env(args) -> int:
     _quiet_tensorflow()
     from runner.env_info import current_machine
@@ -229,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="versions, Python, devices, strategy, git commit of this machine (JSON)")
     p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("data", help="look at a spec's data: `dlrun data preview SPEC`")
+    data_verbs = p.add_subparsers(dest="data_verb", metavar="DATA_VERB", required=True)
+    p = data_verbs.add_parser("preview", help="PNG grid of augmented training samples with their labels")
+    _add_spec(p)
+    p.add_argument("--n", type=_positive, default=32, help="samples shown (default 32)")
+    p.add_argument("--out", metavar="FILE.png", help="default: <name>-preview.png in the current folder")
+    p.set_defaults(func=cmd_data_preview)
     parser.verbs = sub.choices  # every verb registered above, for `dlrun SPEC` dispatch
     return parser
 

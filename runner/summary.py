@@ -14,11 +14,18 @@ def build_for_summary(cfg):
     from runner.models import build_model
     from runner.training.losses import label_mode
 
-    data = build_data(cfg.data, cfg.seed)
-    mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
+    from runner.data.sources import SOURCES
+
+    describe = SOURCES.get(cfg.data.source).describe
+    if describe is not None:  # metadata only: no download, no decoding; adapting layers stay unadapted
+        info, train_x = describe(cfg.data), None
+    else:
+        data = build_data(cfg.data, cfg.seed)
+        info, train_x = data.info, data.train_x
+    mode = label_mode(cfg.train.loss, info.task, bool(cfg.data.batch_augment))
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg.model, data.info, build_preprocess(cfg.data.preprocess, data.info, data.train_x), mode)
-    return model, data.info
+    model = build_model(cfg.model, info, build_preprocess(cfg.data.preprocess, info, train_x), mode)
+    return model, info
 
 
 def parameter_counts(model) -> dict:

@@ -49,9 +49,10 @@ def build_data(cfg_data, seed: int) -> Data:
         return loaded
     arrays = split_pool(loaded, cfg_data, seed)
     info = DataInfo(
-        input_shape=tuple(loaded.x.shape[1:]), input_dtype=str(loaded.x.dtype), task=loaded.task,
+        input_shape=tuple(loaded.x.shape[1:]),
+        input_dtype="string" if loaded.x.dtype == object else str(loaded.x.dtype), task=loaded.task,
         num_classes=len(loaded.class_names) if loaded.class_names else None,
         class_names=loaded.class_names, cardinality={k: int(len(v[1])) for k, v in arrays.items()},
-        value_range=loaded.value_range)
+        value_range=loaded.value_range, skipped_corrupt=loaded.skipped_corrupt)
     splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
     return Data(info, splits, arrays["train"][0])

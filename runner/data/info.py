@@ -14,6 +14,7 @@ class DataInfo:
     class_names: list | None = None
     cardinality: dict = field(default_factory=dict)  # examples per split
     value_range: tuple | None = None  # raw input range, for augmentations that clip to it
+    skipped_corrupt: int = 0  # unreadable input files left out (data.skip_corrupt); lands in env.json
 
     def to_json(self) -> dict:
         out = asdict(self)

@@ -18,6 +18,11 @@ def label_fn(mode: str, num_classes: int | None):
     return lambda y: y
 
 
+def as_float(x):
+    """Integer inputs (tfds's uint8 images) become float32 after batching: the cache keeps the 4x smaller uint8."""
+    return tf.cast(x, tf.float32) if x.dtype.is_integer else x
+
+
 def _cached(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
     if cache is True:
         return ds.cache()
@@ -42,7 +47,7 @@ def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=
 
     def transform(key, xy):
         x, y = xy
-        y = labels(y)
+        x, y = as_float(x), labels(y)
         if augment is not None:
             epoch, step = key
             x, y = augment(x, y, tf.stack([tf.cast(seed, tf.int64) + epoch, step]))
@@ -55,7 +60,7 @@ def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=
 
 def eval_dataset(ds, cfg_data, labels):
     """Validation and test: batched, labels encoded, cached, prefetched; never augmented."""
-    out = ds.batch(cfg_data.batch_size).map(lambda x, y: (x, labels(y)), num_parallel_calls=AUTOTUNE)
+    out = ds.batch(cfg_data.batch_size).map(lambda x, y: (as_float(x), labels(y)), num_parallel_calls=AUTOTUNE)
     return _cached(out, bool(cfg_data.cache)).prefetch(AUTOTUNE)
 
 

@@ -36,6 +36,13 @@ class Resize(Strict):
     interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3"] = "bilinear"
 
 
+class TextVectorize(Strict):
+    max_tokens: PositiveInt = Field(20000, description="vocabulary size, padding (0) and out-of-vocabulary (1) included")
+    sequence_length: PositiveInt = Field(200, description="token ids per example (padded or truncated)")
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] = Field(
+        "lower_and_strip_punctuation", description="text clean-up before splitting on whitespace")
+
+
 def _register(name, params):
     def decorator(builder):
         PREPROCESS.register(name, config=step_model(name, params))(builder)
@@ -59,7 +66,8 @@ def normalize(p: Normalize, info, sample=None):
     if p.mean is not None:
         return keras.layers.Normalization(mean=p.mean, variance=np.square(p.std).tolist(), name="normalize")
     layer = keras.layers.Normalization(name="normalize")
-    layer.adapt(sample)  # the training split, after the steps before this one
+    if sample is not None:  # None: `dlrun summary` builds shapes from metadata alone
+        layer.adapt(sample)  # the training split, after the steps before this one
     return layer
 
 
@@ -68,6 +76,17 @@ def resize(p: Resize, info, sample=None):
     import keras
 
     return keras.layers.Resizing(p.height, p.width, interpolation=p.interpolation, name="resize")
+
+
+@_register("text_vectorize", TextVectorize)
+def text_vectorize(p: TextVectorize, info, sample=None):
+    import keras
+
+    layer = keras.layers.TextVectorization(max_tokens=p.max_tokens, output_sequence_length=p.sequence_length,
+                                           standardize=p.standardize, name="text_vectorize")
+    if sample is not None:  # the vocabulary comes from the training split only, and is saved in the model
+        layer.adapt(sample)
+    return layer
 
 
 def build_preprocess(steps, info, train_x=None) -> list:

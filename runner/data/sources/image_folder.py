@@ -1,0 +1,89 @@
+"""A folder with one sub-folder of images per class (`keras.utils.image_dataset_from_directory` layout)."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field
+
+from runner.config.base import PositiveInt
+from runner.data.sources.common import DataCommon
+from runner.data.sources.registry import SOURCES, Pool
+from runner.errors import DataError
+
+FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+class ImageFolderData(DataCommon):
+    POOL: ClassVar[bool] = True
+    source: Literal["image_folder"]
+    path: str = Field(description="folder with one sub-folder of images per class")
+    image_size: Optional[list[PositiveInt]] = Field(
+        None, min_length=2, max_length=2, description="[height, width] to resize to; null: the first image's size")
+    color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="channels the images are read with")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = Field(
+        "bilinear", description="resampling when an image is resized")
+    skip_corrupt: bool = Field(False, description="skip unreadable images (counted in env.json) instead of failing")
+
+
+def index_folder(root: str) -> tuple[list[str], list[int], list[str]]:
+    """(files, labels, class names): sub-folders sorted by name are classes 0..N-1; files found recursively."""
+    if not os.path.isdir(root):
+        raise DataError(f"data.path: {root}: not a folder")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if not classes:
+        raise DataError(f"data.path: {root}: no class sub-folders; put each class's images in its own folder")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for folder, dirs, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+            dirs.sort()
+            found = sorted(n for n in names if n.lower().endswith(FORMATS))
+            files += [os.path.join(folder, n) for n in found]
+            labels += [label] * len(found)
+    if not files:
+        raise DataError(f"data.path: {root}: no images ({', '.join(FORMATS)}) in {', '.join(classes)}")
+    return files, labels, classes
+
+
+def _size(cfg: ImageFolderData, first: str) -> tuple[int, int]:
+    from PIL import Image
+
+    if cfg.image_size:
+        return tuple(cfg.image_size)
+    with Image.open(first) as image:
+        return image.height, image.width
+
+
+def describe_image_folder(cfg: ImageFolderData):
+    """DataInfo from the folder names and the first image's size: no decoding of the whole set."""
+    from runner.data.info import DataInfo
+
+    files, _, classes = index_folder(cfg.path)
+    shape = (*_size(cfg, files[0]), CHANNELS[cfg.color_mode])
+    return DataInfo(shape, "float32", "classification", len(classes), classes, {}, (0.0, 255.0))
+
+
+@SOURCES.register("image_folder", config=ImageFolderData, describe=describe_image_folder)
+def load_image_folder(cfg: ImageFolderData, seed: int) -> Pool:
+    import numpy as np
+
+    from runner.data.corrupt import check_corrupt, unreadable_images
+
+    files, labels, classes = index_folder(cfg.path)
+    bad = unreadable_images(files)
+    skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
+    if skipped:
+        broken = {path for path, _ in bad}
+        keep = [i for i, f in enumerate(files) if f not in broken]
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        if not files:
+            raise DataError(f"data.path: {cfg.path}: every image is unreadable")
+    import keras
+
+    size = _size(cfg, files[0])
+    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
+        f, color_mode=cfg.color_mode, target_size=size, interpolation=cfg.interpolation)) for f in files])
+    return Pool(x.astype("float32"), np.asarray(labels, "int64"), "classification", classes, (0.0, 255.0),
+                skipped_corrupt=skipped)

@@ -1,0 +1,61 @@
+"""A folder with one sub-folder of .txt files per class (`keras.utils.text_dataset_from_directory` layout)."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from runner.data.sources.common import DataCommon
+from runner.data.sources.registry import SOURCES, Pool
+from runner.errors import DataError
+
+
+class TextFolderData(DataCommon):
+    POOL: ClassVar[bool] = True
+    source: Literal["text_folder"]
+    path: str = Field(description="folder with one sub-folder of .txt files per class, one example per file")
+    encoding: str = Field("utf-8", description="text encoding of the files")
+
+
+def _index(cfg: TextFolderData) -> tuple[list[str], list[int], list[str]]:
+    root = cfg.path
+    if not os.path.isdir(root):
+        raise DataError(f"data.path: {root}: not a folder")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for folder, dirs, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
+            dirs.sort()
+            found = sorted(n for n in names if n.endswith(".txt"))
+            files += [os.path.join(folder, n) for n in found]
+            labels += [label] * len(found)
+    if not files:
+        raise DataError(f"data.path: {root}: no .txt files in class sub-folders; put each class's texts in "
+                        "its own folder, one example per file")
+    return files, labels, classes
+
+
+def describe_text_folder(cfg: TextFolderData):
+    """DataInfo from the folder names alone: scalar string inputs, one class per sub-folder."""
+    from runner.data.info import DataInfo
+
+    _, _, classes = _index(cfg)
+    return DataInfo((), "string", "classification", len(classes), classes)
+
+
+@SOURCES.register("text_folder", config=TextFolderData, describe=describe_text_folder)
+def load_text_folder(cfg: TextFolderData, seed: int) -> Pool:
+    import numpy as np
+
+    files, labels, classes = _index(cfg)
+    texts = []
+    for f in files:
+        try:
+            with open(f, encoding=cfg.encoding) as handle:
+                texts.append(handle.read())
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"data.path: {f}: unreadable as {cfg.encoding} text ({e}); set data.encoding "
+                            "or fix the file") from None
+    return Pool(np.asarray(texts, dtype=object), np.asarray(labels, "int64"), "classification", classes)
