@@ -23,8 +23,22 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 UnitFloat = Annotated[float, Field(ge=0, le=1)]
 
 
-def tagged_union(registry: Registry, key: str | None, kind: str):
-    """A union of the registry's config models picked by `key` (or, if None, by a one-key map's key)."""
+class Shorthand:
+    """Annotated metadata: the JSON Schema also accepts these short forms (which a before-validator expands),
+    so editors don't flag `optimizer: adam` or a bare step name."""
+
+    def __init__(self, *alternatives: dict):
+        self.alternatives = list(alternatives)
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        return {"anyOf": [*self.alternatives, handler(core_schema)]}
+
+
+def tagged_union(registry: Registry, key: str | None, kind: str, bare_name: bool = False, also: dict | None = None):
+    """A union of the registry's config models picked by `key` (or, if None, by a one-key map's key).
+
+    bare_name: a plain string names the variant (`optimizer: adam`); also: one more JSON Schema short form.
+    """
     # the variant whose tag has a default (`schedule: constant`) is picked when the key is left out
     defaults = [e.name for e in registry.entries()
                 if key and key in e.config.model_fields and not e.config.model_fields[key].is_required()]
@@ -39,11 +53,12 @@ def tagged_union(registry: Registry, key: str | None, kind: str):
         return None
 
     variants = tuple(Annotated[e.config, Tag(e.name)] for e in registry.entries())
-    return Annotated[
-        Union[variants],  # noqa: UP007 (a runtime tuple of variants)
-        Discriminator(pick, custom_error_type="unknown_name", custom_error_message=f"unknown {kind}",
-                      custom_error_context={"kind": kind, "key": key or "", "registry": registry.kind}),
-    ]
+    metadata = [Discriminator(pick, custom_error_type="unknown_name", custom_error_message=f"unknown {kind}",
+                              custom_error_context={"kind": kind, "key": key or "", "registry": registry.kind})]
+    alternatives = ([{"type": "string", "enum": registry.names()}] if bare_name else []) + ([also] if also else [])
+    if alternatives:
+        metadata.append(Shorthand(*alternatives))
+    return Annotated[(Union[variants], *metadata)]  # noqa: UP007 (a runtime tuple of variants)
 
 
 def _step_shorthand(value):
@@ -58,7 +73,7 @@ def _step_shorthand(value):
 
 def step_list(registry: Registry, kind: str):
     """A YAML list of `{name: {params}}` steps, each validated by its registered params model."""
-    return list[Annotated[tagged_union(registry, None, kind), BeforeValidator(_step_shorthand)]]
+    return list[Annotated[tagged_union(registry, None, kind, bare_name=True), BeforeValidator(_step_shorthand)]]
 
 
 def step_model(name: str, params: type[Strict]) -> type[Strict]:

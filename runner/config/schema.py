@@ -21,9 +21,9 @@ from runner.training.schedules import SCHEDULES
 
 Data = tagged_union(SOURCES, "source", "data source")
 Model = tagged_union(ARCHS, "arch", "arch")
-Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer")
-Schedule = tagged_union(SCHEDULES, "schedule", "schedule")
-Loss = tagged_union(LOSSES, "name", "loss")
+Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer", bare_name=True)
+Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "number", "exclusiveMinimum": 0})
+Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
 
 
 class Train(Strict):
