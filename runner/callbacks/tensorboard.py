@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, Optional, Union
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from runner.callbacks.registry import CALLBACKS
 from runner.config.base import NonNegInt, PositiveInt, Strict
@@ -34,12 +34,12 @@ class TensorBoard(Strict):
     profile_steps: Optional[list[PositiveInt]] = Field(
         None, description="[first, last] training steps (1-based) to profile, e.g. [10, 15]; null: never")
 
-    @model_validator(mode="after")
-    def _step_range(self):
-        steps = self.profile_steps
+    @field_validator("profile_steps")
+    @classmethod
+    def _step_range(cls, steps):
         if steps is not None and (len(steps) != 2 or steps[0] > steps[1]):
-            raise ValueError(f"profile_steps must be [first, last] with first <= last; received {steps}")
-        return self
+            raise ValueError(f"must be [first, last] with first <= last, e.g. [10, 15]; received {steps}")
+        return steps
 
 
 @CALLBACKS.register("tensorboard", config=TensorBoard)
