@@ -123,13 +123,13 @@ def json_schema() -> dict:
     schema = Config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dlrun experiment spec"
-    return schema
-
-
-REGISTRIES = {r.kind: r for r in (SOURCES, ARCHS, OPTIMIZERS, SCHEDULES, LOSSES, METRICS, CALLBACKS,
-                                  AUGMENTATIONS, BATCH_AUGMENTATIONS, PREPROCESS)}
     # an editor sees one file before `extends` merges its parents: required keys may come from a parent
     schema["properties"]["extends"] = {
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         "description": "parent spec(s), relative to this file; deep-merged first, this file wins"}
     schema.pop("required", None)
+    return schema
+
+
+REGISTRIES = {r.kind: r for r in (SOURCES, ARCHS, OPTIMIZERS, SCHEDULES, LOSSES, METRICS, CALLBACKS,
+                                  AUGMENTATIONS, BATCH_AUGMENTATIONS, PREPROCESS)}
