@@ -16,9 +16,9 @@ KINDS = "image files (.png .jpg .jpeg .bmp .gif), a .csv table, a .txt file of t
 COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 
 
-def _image(path: Path, shape: tuple, value_range):
-    """An image file decoded like the image_folder source: resized to the input's height and width, its 0..255
-    pixels mapped onto the run's raw input range (digits' 0..16), since the model's preprocessing expects those."""
+def _image(path: Path, shape: tuple, value_range, cfg_data):
+    """An image file decoded like the image_folder source decodes it (keras.utils.load_img, resized to the
+    input's height and width), its 0..255 pixels mapped onto the run's raw input range (digits' 0..16)."""
     import keras
 
     height, width, channels = shape
@@ -26,7 +26,7 @@ def _image(path: Path, shape: tuple, value_range):
         raise DataError(f"{path}: the model takes images with {channels} channels; image files give 1, 3 or 4")
     try:
         image = keras.utils.load_img(path, color_mode=COLOR_MODES[channels], target_size=(height, width),
-                                     interpolation="bilinear")
+                                     interpolation=getattr(cfg_data, "interpolation", "bilinear"))
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
     x = keras.utils.img_to_array(image, dtype="float32")
@@ -44,24 +44,36 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _csv_rows(path: Path, n_features: int, label: str | None):
-    """Feature rows of a CSV: a header row is recognised by a non-numeric cell, and the spec's label column,
-    if the header names it, is dropped; what remains must be the model's features, in the source's order."""
+def _csv_rows(path: Path, n_features: int, cfg_data):
+    """Feature rows of a CSV, columns picked as the csv source picks them: a header row (recognised by a
+    non-numeric cell) names them, `data.features` or every column but `data.label`; without a header the
+    columns must be exactly the model's features, in order."""
     import numpy as np
 
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+    label, features = getattr(cfg_data, "label", None), getattr(cfg_data, "features", None)
+    if getattr(cfg_data, "categorical", None):
+        raise DataError(f"{path}: this run one-hot encodes the categorical columns {cfg_data.categorical} outside "
+                        "the model, and its run directory does not record their categories; predict can read "
+                        "numeric feature columns only")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f, delimiter=getattr(cfg_data, "delimiter", ",")) if r]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
     if not rows:
         raise DataError(f"{path}: empty CSV file")
-    first_line = 1
-    keep = list(range(len(rows[0])))
+    first_line, keep = 1, list(range(len(rows[0])))
     if not all(_is_number(c) for c in rows[0]):
         header = [c.strip() for c in rows[0]]
-        keep = [i for i, name in enumerate(header) if name != label]
+        wanted = features if features is not None else [h for h in header if h != label]
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise DataError(f"{path}: no column {missing[0]!r}; the run's features are {', '.join(wanted)}")
+        keep = [header.index(c) for c in wanted]
         rows, first_line = rows[1:], 2
     if len(keep) != n_features:
         raise DataError(f"{path}: {len(keep)} feature columns but the model takes {n_features}"
-                        + (f" (the label column {label!r} is dropped when the header names it)" if label else ""))
+                        + (f" (a header naming the label column {label!r} drops it)" if label else ""))
     values, names = [], []
     for line, row in enumerate(rows, start=first_line):
         try:
@@ -112,11 +124,11 @@ def read_inputs(paths, run: Run, model):
         if suffix in IMAGE_SUFFIXES:
             if len(shape) != 3:
                 raise DataError(f"{path}: the model takes inputs of shape {list(shape)}, not images")
-            found = [str(path)], _image(path, shape, run.info.get("value_range"))[None]
+            found = [str(path)], _image(path, shape, run.info.get("value_range"), run.cfg.data)[None]
         elif suffix == ".csv":
             if len(shape) != 1:
                 raise DataError(f"{path}: the model takes inputs of shape {list(shape)}, not table rows")
-            found = _csv_rows(path, shape[0], getattr(run.cfg.data, "label", None))
+            found = _csv_rows(path, shape[0], run.cfg.data)
         elif suffix == ".npz":
             found = _npz(path, getattr(run.cfg.data, "x_key", "x"))
         elif suffix == ".txt":
@@ -150,6 +162,10 @@ def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[d
 
     model = run.load_model("final", unsafe)
     names, x = read_inputs(paths, run, model)
+    if x.dtype == object:  # Keras takes text as a tf.string tensor, not as a numpy array of objects
+        import tensorflow as tf
+
+        x = tf.constant(x)
     outputs = np.asarray(model.predict(x, batch_size=run.cfg.data.batch_size, verbose=0), dtype="float64")
     if run.info["task"] == "regression":
         return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
