@@ -8,7 +8,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from runner.callbacks.registry import CALLBACKS
-from runner.config.base import PositiveInt, Strict, tagged_union
+from runner.config.base import PositiveFloat, PositiveInt, Strict, tagged_union
 from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
 from runner.data.preprocess import PREPROCESS
 from runner.data.sources import SOURCES
@@ -18,6 +18,7 @@ from runner.training.losses import LOSSES
 from runner.training.metrics import METRICS
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
+from runner.training.distill import Distill
 
 Data = tagged_union(SOURCES, "source", "data source")
 Model = tagged_union(ARCHS, "arch", "arch")
@@ -42,6 +43,8 @@ class Train(Strict):
     jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")
     steps_per_execution: Union[Literal["auto"], PositiveInt] = Field(
         "auto", description="steps per tf.function call; auto amortizes per-step overhead")
+    class_weight: Union[Literal["balanced"], dict[str, PositiveFloat], None] = Field(
+        None, description="balanced: n / (classes * count), or {class name or index: weight}; unlisted get 1")
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +107,7 @@ class Config(Strict):
     callbacks: Callbacks = Field(default_factory=Callbacks, description="callbacks by name")
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
+    distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
     export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
         default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
                                           "by the runtime that reads it (see `dlrun export`)")

@@ -91,3 +91,53 @@ def build_loss(cfg, mode: str, from_logits: bool):
     if mode == "one_hot":
         return keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+def class_weights(spec, labels, info) -> dict[int, float] | None:
+    """`train.class_weight` as Keras's {class index: weight}: 'balanced' is n / (classes * count), as in sklearn."""
+    import numpy as np
+
+    from runner.errors import ConfigError
+
+    if spec is None:
+        return None
+    if info.task != "classification":
+        raise ConfigError(f"train.class_weight: only classification takes class weights; this data is a "
+                          f"{info.task} task. Remove train.class_weight")
+    n = info.num_classes
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(labels, dtype="int64").reshape(-1), minlength=n)
+        return {c: float(len(labels) / (n * counts[c])) if counts[c] else 1.0 for c in range(n)}
+    names = [str(c) for c in (info.class_names or range(n))]
+    weights = {c: 1.0 for c in range(n)}
+    for key, weight in spec.items():
+        if key in names:
+            weights[names.index(key)] = float(weight)
+        elif key.isdigit() and int(key) < n:
+            weights[int(key)] = float(weight)
+        else:
+            raise ConfigError(f"train.class_weight.{key}: not a class of this data; use a class index 0..{n - 1} "
+                              f"or a name: {', '.join(names)}")
+    return weights
+
+
+def class_weighted(stream, spec, data, mode: str):
+    """Wrap a `position -> train dataset` function so each batch carries per-example class weights."""
+    import numpy as np
+    import tensorflow as tf
+
+    labels = None
+    if spec == "balanced":  # one pass over the training labels
+        labels = np.fromiter(data.splits["train"].map(lambda x, y: y).as_numpy_iterator(), dtype="int64")
+    weights = class_weights(spec, labels, data.info)
+    table = tf.constant([weights[c] for c in range(data.info.num_classes)], tf.float32)
+
+    def index(y):
+        if mode == "one_hot":
+            return tf.argmax(y, axis=-1)
+        return tf.cast(tf.round(tf.reshape(y, (-1,))), tf.int64) if mode == "binary" else tf.reshape(y, (-1,))
+
+    def weighted(position: int):
+        return stream(position).map(lambda x, y: (x, y, tf.gather(table, index(y))))
+
+    return weighted
