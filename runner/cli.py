@@ -78,6 +78,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_resume(args) -> int:
+    from pathlib import Path
+
+    from runner.config import load_config
+    from runner.errors import ConfigError
+
+    config = Path(args.run_dir) / "config.yaml"
+    if not config.is_file():
+        raise ConfigError(f"{args.run_dir}: not a run directory (no config.yaml); pass a folder that `dlrun train` "
+                          "wrote")
+    cfg, _ = load_config(config, args.overrides)
+    _quiet_tensorflow()
+    from runner import run_dir as rd
+    from runner.run import run_experiment, summary_table
+
+    result = run_experiment(cfg, rd.RunDir(Path(args.run_dir)), spec_path=str(config))
+    print(summary_table(result.metrics))
+    print(f"run directory: {result.run_dir.path}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from runner.safe_load import open_run
 
@@ -178,8 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a spec and write a run directory")
     _add_spec(p)
-    p.add_argument("--run-dir", help="write the run here instead of output.dir/<name>/<timestamp>-<hex>")
+    p.add_argument("--run-dir", help="write the run here instead of output.dir/<name>/<timestamp>-<hex>; "
+                                      "a directory that holds this run continues it from its last backup")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue an interrupted run from its last backup")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="only train.epochs (to grow) and output/logging keys may change, e.g. --set train.epochs=20")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("validate", help="check a spec without importing TensorFlow")
     _add_spec(p)

@@ -21,6 +21,8 @@ CHECKPOINTS = "checkpoints"
 MODEL = "model.keras"
 BEST = "best.keras"
 LAST = "last.keras"
+BACKUP = "backup"  # backup-<global step>.npz: everything a resume needs (callbacks/backup.py)
+LOCK = "dlrun.lock"  # flock target with the holder's pid (lock.py)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -37,12 +39,28 @@ def atomic_write(path: Path, write, mode: str = "w") -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the user's usual mode
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except OSError as e:
         _discard(tmp)
         raise EnvironmentProblem(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable: without it a power loss can bring back the old directory entry."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def discard_temp_files(folder: Path) -> None:
+    """Remove the temp files a killed writer left behind (they never replaced a real file)."""
+    for tmp in Path(folder).glob(".*.tmp*"):
+        _discard(tmp)
 
 
 def atomic_save(path: Path, save) -> None:
@@ -54,6 +72,7 @@ def atomic_save(path: Path, save) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except OSError as e:
         _discard(tmp)
         raise EnvironmentProblem(f"cannot write {path}: {e.strerror or e}") from None

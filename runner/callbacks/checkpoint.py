@@ -33,6 +33,13 @@ def _make(cfg: Checkpoint, ctx):
             self.best_epoch = None
             self.folder = ctx.run_dir.subdir(rd.CHECKPOINTS)
 
+        def get_state(self):
+            """The best score so far: a resumed run never overwrites best.keras with a worse model."""
+            return {"best": self.best, "best_epoch": self.best_epoch}, []
+
+        def set_state(self, state: dict, arrays) -> None:
+            self.best, self.best_epoch = float(state["best"]), state["best_epoch"]
+
         def _better(self, value) -> bool:
             return value > self.best if self.mode == "max" else value < self.best
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 
 import keras
@@ -24,12 +25,20 @@ class Progress(keras.callbacks.Callback):
         self.epoch_seconds: list[float] = []
         self._t0 = None
 
-    def status(self, state: str, epoch: int, error=None) -> dict:
-        return {"state": state, "epoch": epoch, "step": epoch * self.steps_per_epoch,
+    def status(self, state: str, epoch: int, error=None, step: int | None = None) -> dict:
+        """`epoch` counts completed epochs; `step` is the global step (default: the end of `epoch`)."""
+        return {"state": state, "epoch": epoch, "step": epoch * self.steps_per_epoch if step is None else step,
                 "resumed_from": self.resumed_from, "error": error}
 
+    def get_state(self):
+        """The history rows so far (the backup's part of this callback), and no arrays."""
+        return {"rows": self.rows}, []
+
+    def set_state(self, state: dict, arrays) -> None:
+        self.rows = [dict(r) for r in state["rows"]]
+
     def on_train_begin(self, logs=None):
-        self.run_dir.write_json(rd.STATUS, self.status("running", self.params.get("initial_epoch", 0) or 0))
+        self.run_dir.write_json(rd.STATUS, self.status("running", len(self.rows)))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -60,19 +69,39 @@ class Progress(keras.callbacks.Callback):
         return self.examples_per_epoch * len(steady) / sum(steady)
 
 
-class NanGuard(keras.callbacks.Callback):
-    """Stops at the first non-finite loss and remembers where (checkpoints are kept)."""
+class NonFiniteLoss(Exception):
+    """Raised out of fit at the first non-finite loss, before any epoch-end callback saves the broken model."""
 
-    def __init__(self):
+    def __init__(self, where: dict):
+        super().__init__(f"non-finite loss at epoch {where['epoch']}, step {where['step']}")
+        self.where = where
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss, saying where (epoch and step 1-based; checkpoints are kept)."""
+
+    def __init__(self, steps_per_epoch: int):
         super().__init__()
-        self.where = None
+        self.steps_per_epoch = steps_per_epoch
+        self.step_offset = 0  # batches of the epoch done before this fit (a resumed partial epoch)
         self._epoch = 0
+        self._inject_at = os.environ.get("DLRUN_TEST_NAN_AT_STEP")  # test hook: poison the weights once
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.step_offset = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._inject_at and self._epoch * self.steps_per_epoch + self.step_offset + batch + 1 >= int(self._inject_at):
+            self._inject_at = None
+            weight = self.model.trainable_variables[0]
+            weight.assign(keras.ops.full(weight.shape, float("nan"), weight.dtype))
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self._epoch + 1, "step": batch + 1, "loss": float(loss)}
-            self.model.stop_training = True
+            step = self.step_offset + batch + 1
+            raise NonFiniteLoss({"epoch": self._epoch + 1, "step": step, "loss": float(loss),
+                                 "global_step": self._epoch * self.steps_per_epoch + step})

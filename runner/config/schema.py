@@ -45,6 +45,11 @@ class Train(Strict):
         "auto", description="steps per tf.function call; auto amortizes per-step overhead")
     class_weight: Union[Literal["balanced"], dict[str, PositiveFloat], None] = Field(
         None, description="balanced: n / (classes * count), or {class name or index: weight}; unlisted get 1")
+    nan_policy: Literal["fail", "rollback"] = Field(
+        "fail", description="on a non-finite loss: fail (exit 4), or rollback to the last backup with a lower "
+                            "learning rate")
+    nan_retries: PositiveInt = Field(3, description="rollback: how many times to retry before failing")
+    nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: learning-rate multiplier per retry")
 
     @model_validator(mode="before")
     @classmethod

@@ -1,0 +1,58 @@
+"""SIGTERM/SIGINT: a backup at the next step boundary, then a resumable exit (143 / 130); a 2nd SIGINT exits at once."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from runner.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, DlrunError
+
+NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
+
+
+class Preempted(DlrunError):
+    """Training stopped on a signal after writing a backup; exit 143 (SIGTERM) or 130 (SIGINT)."""
+
+    def __init__(self, signum: int, epoch: int, step: int, global_step: int, folder):
+        self.signum, self.epoch, self.step, self.global_step = signum, epoch, step, global_step
+        self.exit_code = EXIT_PREEMPTED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        where = f"stopped in epoch {epoch + 1} after step {step} (global step {global_step})"
+        if folder is None:
+            super().__init__(f"dlrun: {NAMES.get(signum, signum)}: {where}; callbacks.backup is null, so there is "
+                             "no backup to resume from")
+        else:
+            super().__init__(f"dlrun: {NAMES.get(signum, signum)}: {where} with a backup in {folder}; continue "
+                             f"with `dlrun resume {folder.parent}`")
+
+
+class Preemption:
+    """Context manager: while active, SIGTERM/SIGINT only set `requested`; the backup callback acts on it.
+
+    Handlers are installed explicitly (not left to the default action), so this also works as PID 1 in a
+    container, where the kernel ignores signals that have no handler.
+    """
+
+    def __init__(self):
+        self.requested = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers there only
+            for signum in NAMES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now; atomic writes leave the last backup intact
+        if self.requested is None:
+            self.requested = signum
+            print(f"dlrun: {NAMES[signum]} received; writing a backup at the next step boundary "
+                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
