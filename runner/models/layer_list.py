@@ -55,7 +55,9 @@ def make_layers(cfg: LayerList) -> tuple[list, list]:
             problems.append((i, name, "Lambda layers run arbitrary code and are not allowed in specs"))
             continue
         try:
-            layers.append(keras.layers.deserialize({"class_name": name, "config": dict(kwargs or {})}))
+            # Keras 3.15 resolves built-ins by module; without it every class name is "not located"
+            layers.append(keras.layers.deserialize({"module": "keras.layers", "class_name": name,
+                                                    "config": dict(kwargs or {})}))
         except Exception as e:  # Keras's own argument checks: the message is the user's answer
             problems.append((i, name, f"invalid arguments: {str(e).splitlines()[0]}"))
     return layers, problems
