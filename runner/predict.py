@@ -99,11 +99,15 @@ def _npz(path: Path, key: str):
 
 
 def _text_lines(path: Path):
+    """One example per non-blank line, named by its line number."""
     import numpy as np
 
-    lines = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line.strip()]
-    return [f"{path}:{i + 1}" for i in range(len(lines))], np.asarray(lines, dtype=object)
+    try:
+        numbered = [(i, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+                    if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable UTF-8 text file ({e})") from None
+    return [f"{path}:{i}" for i, _ in numbered], np.asarray([line for _, line in numbered], dtype=object)
 
 
 def read_inputs(paths, run: Run, model):

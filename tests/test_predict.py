@@ -1,0 +1,156 @@
+"""Predict: image files, .npz arrays, CSV rows and text lines through a run's model, with only the run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import digits_spec, write_spec
+from scipy.special import softmax
+
+from runner.cli import main
+
+
+def _train(tmp, spec):
+    from runner import run_dir as rd
+    from runner.config import load_config
+    from runner.run import run_experiment
+
+    cfg, _ = load_config(write_spec(tmp, spec))
+    return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
+
+
+def _test_split(run):
+    from runner.data.build import build_data
+    from runner.evaluate import split_arrays
+    from runner.safe_load import open_run
+
+    opened = open_run(run)
+    return split_arrays(build_data(opened.cfg.data, opened.cfg.seed), "test", 64)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A digits CNN good enough for the >= 97% check (about 98% on its test split)."""
+    tmp = tmp_path_factory.mktemp("digits")
+    spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]},
+                       callbacks={"tensorboard": None})
+    spec["train"]["epochs"] = 8
+    spec["data"]["batch_size"] = 32
+    return _train(tmp, spec)
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("iris")
+    spec = {"name": "iris-test", "seed": 1,
+            "data": {"source": "sklearn", "name": "iris", "batch_size": 16, "preprocess": [{"normalize": {}}],
+                     "splits": {"train": "[:60%]", "validation": "[60%:80%]", "test": "[80%:]"}},
+            "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 2}, "callbacks": {"tensorboard": None},
+            "output": {"dir": str(tmp)}}
+    return _train(tmp, spec)
+
+
+def _logits(run, x):
+    import keras
+
+    return keras.saving.load_model(run / "model.keras").predict(x, verbose=0).astype("float64")
+
+
+def test_png_files_written_from_digits_test_images_are_classified(digits_run, tmp_path, capsys):
+    from PIL import Image
+
+    x, y = _test_split(digits_run)
+    paths = []
+    for i, image in enumerate(x):  # 8-bit grey PNGs: raw 0..16 spread over 0..255, as a scanner would
+        paths.append(tmp_path / f"{i:03d}.png")
+        Image.fromarray(np.round(image[..., 0] * 255 / 16).astype("uint8"), mode="L").save(paths[-1])
+    assert main(["predict", str(digits_run), *map(str, paths), "--json", "--top-k", "1"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["input"] for r in records] == list(map(str, paths))
+    predicted = np.array([int(r["top_k"][0]["class"]) for r in records])
+    accuracy = np.mean(predicted == y)
+    assert len(records) == 359 and accuracy >= 0.97, accuracy
+
+
+def test_npz_top_k_are_the_softmax_of_the_logits_in_order(digits_run, tmp_path):
+    from runner.predict import format_records, predict_run
+    from runner.safe_load import open_run
+
+    x, _ = _test_split(digits_run)
+    np.savez(tmp_path / "batch.npz", x=x[:4])
+    records = predict_run(open_run(digits_run), [tmp_path / "batch.npz"], top_k=2)
+    probs = softmax(_logits(digits_run, x[:4]), axis=-1)
+    assert [r["input"] for r in records] == [f"{tmp_path / 'batch.npz'}[{i}]" for i in range(4)]
+    for record, p in zip(records, probs):
+        first, second = record["top_k"]
+        assert first["index"] == int(np.argmax(p)) and first["class"] == str(first["index"])
+        assert first["probability"] == pytest.approx(p.max(), abs=1e-6)
+        assert second["probability"] == pytest.approx(np.sort(p)[-2], abs=1e-6)
+    table = format_records(records).splitlines()
+    assert table[0].split() == ["input", "class_1", "probability_1", "class_2", "probability_2"]
+    assert table[1].split()[1:3] == [records[0]["top_k"][0]["class"], f"{records[0]['top_k'][0]['probability']:.6f}"]
+
+
+def test_csv_rows_match_the_npz_of_the_same_rows(iris_run, tmp_path, capsys):
+    x, _ = _test_split(iris_run)
+    table = tmp_path / "flowers.csv"
+    table.write_text("a,b,c,d\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x[:3]) + "\n")
+    assert main(["predict", str(iris_run), str(table), "--csv", "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "input,class_1,probability_1,class_2,probability_2,class_3,probability_3"
+    assert [line.split(",")[0] for line in lines[1:]] == [f"{table}:{n}" for n in (2, 3, 4)]
+    probs = softmax(_logits(iris_run, x[:3]), axis=-1)
+    names = ["setosa", "versicolor", "virginica"]
+    for line, p in zip(lines[1:], probs):
+        cells = line.split(",")
+        assert cells[1::2] == [names[i] for i in np.argsort(-p)]
+        assert [float(c) for c in cells[2::2]] == pytest.approx(np.sort(p)[::-1], abs=1e-6)
+
+
+def test_bad_inputs_are_explained_with_their_exit_codes(iris_run, tmp_path, capsys):
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("1,2,3\n")
+    assert main(["predict", str(iris_run), str(wrong)]) == 3
+    assert capsys.readouterr().err.strip() == f"{wrong}: 3 feature columns but the model takes 4"
+    assert main(["predict", str(iris_run), str(tmp_path / "missing.csv")]) == 3
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'missing.csv'}: input file not found"
+    odd = tmp_path / "rows.xlsx"
+    odd.write_text("x")
+    assert main(["predict", str(iris_run), str(odd)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{odd}: unknown input kind '.xlsx'; predict reads image files (.png .jpg .jpeg .bmp .gif), a .csv "
+        "table, a .txt file of text lines, or an .npz archive")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\n")
+    assert main(["predict", str(iris_run), str(lines)]) == 3
+    assert capsys.readouterr().err.strip() == (
+        f"{lines}: text lines are for models that take text; this model takes float32 inputs of shape [4]")
+
+
+def test_text_lines_go_through_the_vocabulary_saved_in_the_model(iris_run, tmp_path):
+    """A text model in a run directory: the vocabulary travels inside model.keras, nothing else is needed."""
+    import keras
+    import tensorflow as tf
+
+    from runner.predict import predict_run
+    from runner.safe_load import open_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.yaml", "env.json"):
+        shutil.copy(iris_run / name, run / name)
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(["red petal", "long sepal", "short wide petal"])
+    inputs = keras.Input(shape=(), dtype="string")
+    hidden = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 4)(vectorize(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    model.save(run / "model.keras")
+    texts = tmp_path / "notes.txt"
+    texts.write_text("red petal\n\nlong sepal\n")
+    records = predict_run(open_run(run), [texts], top_k=1)
+    assert [r["input"] for r in records] == [f"{texts}:1", f"{texts}:3"]
+    probs = softmax(model.predict(tf.constant(["red petal", "long sepal"]), verbose=0).astype("float64"), axis=-1)
+    assert [r["top_k"][0]["probability"] for r in records] == pytest.approx(probs.max(-1), abs=1e-6)
