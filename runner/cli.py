@@ -66,6 +66,9 @@ def cmd_train(args) -> int:
 
     cfg, loaded = load_config(args.spec, args.overrides)
     _quiet_tensorflow()
+    from runner.data.build import ensure_available
+
+    ensure_available(cfg.data)  # missing data that cannot be fetched fails in seconds, before TensorFlow loads
     from runner import run_dir as rd
     from runner.deep_checks import deep_check
     from runner.run import run_experiment, summary_table

@@ -41,12 +41,20 @@ def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
     return out
 
 
-def build_data(cfg_data, seed: int) -> Data:
-    import tensorflow as tf
+def ensure_available(cfg_data) -> None:
+    """Fail fast, before TensorFlow is imported, when the data is missing and cannot be fetched (tfds offline)."""
+    if cfg_data.source == "tfds":
+        from runner.data.sources.tfds_source import ensure_prepared
 
+        ensure_prepared(cfg_data)
+
+
+def build_data(cfg_data, seed: int) -> Data:
     loaded = SOURCES.get(cfg_data.source).builder(cfg_data, seed)
     if isinstance(loaded, Data):
         return loaded
+    import tensorflow as tf  # after the source: an offline tfds spec fails before TensorFlow loads
+
     arrays = split_pool(loaded, cfg_data, seed)
     info = DataInfo(
         input_shape=tuple(loaded.x.shape[1:]),

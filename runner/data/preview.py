@@ -18,13 +18,14 @@ def preview_batch(cfg, n: int):
 
 def augmented_samples(cfg, n: int):
     """(images, labels, DataInfo): see preview_batch."""
+    from runner.data.build import build_data
+
+    data = build_data(cfg.data, cfg.seed)  # first: missing data fails before TensorFlow loads
     import keras
 
     from runner.data.augment import augment_fn
-    from runner.data.build import build_data
     from runner.data.pipeline import label_fn, train_dataset
 
-    data = build_data(cfg.data, cfg.seed)
     info = data.info
     if len(info.input_shape) != 3:
         raise DataError(f"data preview shows images; this data's inputs have shape {list(info.input_shape)}")

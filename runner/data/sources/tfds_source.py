@@ -211,19 +211,27 @@ def sample_inputs(ds, cfg):
     return np.concatenate([x for x, _ in ds.batch(4096).as_numpy_iterator()])
 
 
-@SOURCES.register("tfds", config=TfdsData, describe=describe_tfds)
-def load_tfds(cfg: TfdsData, seed: int):
-    from runner.data.build import SPLITS, Data
+def ensure_prepared(cfg: TfdsData):
+    """The builder of prepared data: prepared here, or from the manual dir, or downloaded if the network answers.
 
+    Everything up to an actual download or preparation runs without importing TensorFlow."""
     root = data_root(cfg)
     manual = manual_dir(root)
-    # the cheap look first: a spec that may not download fails before TensorFlow is even imported
+    # a plain folder look first: no tfds import at all when the data may not be downloaded
     if (not prepared_dirs(root, cfg.name) and cfg.download is False
             and not (manual.is_dir() and any(manual.iterdir()))):
         raise _offline_error(cfg, root, "data.download is false")
     builder = _builder(cfg, root)
     if not is_prepared(root, builder):
         _prepare(cfg, root, builder)
+    return builder
+
+
+@SOURCES.register("tfds", config=TfdsData, describe=describe_tfds)
+def load_tfds(cfg: TfdsData, seed: int):
+    from runner.data.build import SPLITS, Data
+
+    builder = ensure_prepared(cfg)
     splits, counts = {}, {}
     for name in SPLITS:
         text = getattr(cfg.splits, name)
