@@ -100,7 +100,8 @@ class _Fit:
                 keras.callbacks.TensorBoard.on_train_end(cb)
 
 
-def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet: bool = False) -> RunResult:
+def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet: bool = False,
+                   extra_callbacks=()) -> RunResult:
     """Train `cfg` into `run_dir`; a run directory that already holds this run continues from its last backup."""
     import keras
     import tensorflow as tf
@@ -191,7 +192,8 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
         backup_cb = make_backup_callback(run_dir.file(rd.BACKUP), cfg.callbacks.backup and cfg.callbacks.backup.every,
                                          steps, batches_per_epoch, stateful, preemption)
-        callbacks = [nan_guard, *user_callbacks, progress, backup_cb]  # backup last: it saves the others' state
+        # backup last: it saves the others' state; extra_callbacks come from the caller (a sweep trial's pruning)
+        callbacks = [nan_guard, *user_callbacks, *extra_callbacks, progress, backup_cb]
         if start.backup is not None:
             backup_cb.lr_scale = start.backup[0]["lr_scale"]  # NaN rollbacks before the interruption
         fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, batches_per_epoch, cfg.train.epochs,

@@ -38,6 +38,10 @@ def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
             raise DataError(f"data.splits.{name}: {text!r} selects no examples of the {len(order)} in the pool")
         idx = order[lo:hi]
         out[name] = (pool.x[idx], pool.y[idx])
+    if cfg_data.kfold is not None and cfg_data.kfold.fold is not None:  # one fold's run of data.kfold
+        from runner.data.kfold import hold_out
+
+        out = hold_out(out, cfg_data.kfold, pool.task, seed)
     return out
 
 

@@ -9,6 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from runner.config.base import PositiveInt, Strict, step_list
 from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
+from runner.data.kfold import KFold, check_kfold
 from runner.data.preprocess import PREPROCESS
 from runner.data.splits import check_split
 
@@ -33,6 +34,13 @@ class DataCommon(Strict):
         default_factory=list, description="per-example augmentations, training split only")
     batch_augment: step_list(BATCH_AUGMENTATIONS, "batch augmentation") = Field(
         default_factory=list, description="batch-level augmentations (mixup, cutmix), training split only")
+    kfold: Optional[KFold] = Field(None, description="k-fold cross-validation on the train and validation splits: "
+                                                     "{k: 5, stratified: true}; null trains one model")
+
+    @field_validator("kfold")
+    @classmethod
+    def _kfold(cls, kfold):
+        return check_kfold(kfold, cls.POOL)
 
     @field_validator("splits")
     @classmethod
