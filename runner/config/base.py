@@ -13,7 +13,7 @@ class Strict(BaseModel):
     """Unknown keys are errors, no type coercion, no NaN/inf, frozen once built."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False,
-                              validate_default=True)
+                              validate_default=True, defer_build=True)
 
 
 PositiveInt = Annotated[int, Field(ge=1)]

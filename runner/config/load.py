@@ -18,8 +18,7 @@ MAX_DEPTH = 64
 MAX_NODES = 10_000
 MAX_EXTENDS = 16
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
-_DROPPED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp",
-            "tag:yaml.org,2002:value", "tag:yaml.org,2002:merge"}
+_DROPPED = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp", "value", "merge")}
 
 
 # libyaml's parser keeps a 1 MiB file well under a second; the pure-Python one takes seconds.
@@ -27,23 +26,50 @@ _SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Loader(_SafeBase):
-    """SafeLoader with YAML 1.2 numbers (`1e-3` is a float) and only true/false as booleans."""
+    """SafeLoader with YAML 1.2 core-schema numbers (`1e-3` is a float, `010` is ten, no `1:30` or `1_000`)
+    and only true/false as booleans."""
+
+
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+                      |[-+]?\.(?:inf|Inf|INF)
+                      |\.(?:nan|NaN|NAN))$""", re.X)
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+def _int(text: str) -> int:
+    return int(text, 0) if text.startswith(("0o", "0x")) else int(text, 10)
+
+
+def _float(text: str) -> float:
+    return float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+
+
+def _strict(pattern, convert):
+    """A constructor that takes only the core schema's spellings, also under an explicit tag (`!!bool yes` fails)."""
+
+    def construct(loader, node):
+        text = loader.construct_scalar(node)
+        if not pattern.match(text):
+            raise ValueError(f"{text!r} is not a {node.tag.rsplit(':', 1)[-1]}")
+        return convert(text)
+
+    return construct
 
 
 _Loader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+for _tag, _pattern, _first, _convert in (
+        ("bool", _BOOL, "tTfF", lambda text: text.lower() == "true"),
+        ("int", _INT, "-+0123456789", _int),
+        ("float", _FLOAT, "-+0123456789.", _float),
+        ("null", _NULL, None, lambda text: None)):
+    if _first:
+        _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", _pattern, list(_first))
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _strict(_pattern, _convert))
 
 
 def dotted(path) -> str:
@@ -169,8 +195,18 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
     def at(n):
         return located or f"{shown}:{n.start_mark.line + 1}"
 
+    def mismatch(n, path, expected: str) -> bool:
+        """An explicit tag that contradicts the node (`!!seq {a: 1}`) is a problem, not a silent reinterpretation."""
+        if n.tag in (f"tag:yaml.org,2002:{expected}", "!"):
+            return False
+        problems.append(f"{at(n)}: {dotted(path) or '<top>'}: tag !!{n.tag.rsplit(':', 1)[-1]} does not fit a "
+                        f"{'mapping' if expected == 'map' else 'list'}; remove the tag")
+        return True
+
     def build(n, path):
         if isinstance(n, MappingNode):
+            if mismatch(n, path, "map"):
+                return None
             out, first = {}, {}
             for knode, vnode in n.value:
                 if not isinstance(knode, ScalarNode):
@@ -192,12 +228,19 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
                 out[key] = build(vnode, path + (key,))
             return out
         if isinstance(n, SequenceNode):
+            if mismatch(n, path, "seq"):
+                return None
             items = []
             for i, item in enumerate(n.value):
                 where[path + (i,)] = at(item)
                 items.append(build(item, path + (i,)))
             return items
-        return loader.construct_object(n, deep=True)
+        try:
+            return loader.construct_object(n, deep=True)
+        except (ValueError, yaml.YAMLError):  # only an explicit tag (`!!int abc`) gets here
+            problems.append(f"{at(n)}: {dotted(path) or '<top>'}: {n.value!r} is not a valid "
+                            f"!!{n.tag.rsplit(':', 1)[-1]} value; remove the tag or fix the value")
+            return None
 
     value = None if node is None else build(node, tuple(prefix))
     if problems:
