@@ -34,29 +34,30 @@ class Start:
         return {"epoch": self.epoch, "step": self.global_step}
 
 
-def _flatten(tree, prefix="") -> dict:
-    if isinstance(tree, dict) and tree:
-        out = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: tree}
+_ABSENT = object()
 
 
 def _show(value) -> str:
-    return "(absent)" if value is _ABSENT else yaml.safe_dump(value, default_flow_style=True, width=1_000).strip()
+    if value is _ABSENT:
+        return "(absent)"
+    return yaml.safe_dump(value, default_flow_style=True, width=1_000).removesuffix("...\n").strip()
 
 
-_ABSENT = object()
+def _differences(old, new, path: str, out: list) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            _differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else str(key), out)
+    elif old != new:
+        out.append((path, old, new))
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """`key.path: old -> new` for every difference a resume does not allow."""
-    a, b = _flatten(old), _flatten(new)
+    found = []
+    _differences(old, new, "", found)
     lines = []
-    for key in sorted(set(a) | set(b)):
-        before, after = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if before == after or any(key == p or key.startswith(p + ".") for p in MAY_CHANGE):
+    for key, before, after in found:
+        if any(key == p or key.startswith(p + ".") for p in MAY_CHANGE):
             continue
         if key == "train.epochs" and isinstance(before, int) and isinstance(after, int) and after > before:
             continue

@@ -171,6 +171,7 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
             self.lr_scale = 1.0  # product of the NaN rollbacks' learning-rate factors
             self.epoch = 0
             self.last_saved = None
+            self._due_at_epoch_end = False
             self._kill_at = _test_hook("DLRUN_TEST_KILL_AT_STEP")
             self._kill_after = _test_hook("DLRUN_TEST_KILL_AFTER_BACKUP")
 
@@ -252,22 +253,36 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
             step = self.step_offset + batch + 1
             global_step = self.global_step(self.epoch, step)
             previous = global_step - (self.model.steps_per_execution or 1)
-            if isinstance(self.every, int) and global_step // self.every > previous // self.every:
-                self.save(self.epoch, step)
-            if self.preemption is not None and self.preemption.requested:
-                if self.every is not None and self.last_saved != global_step:
+            due = isinstance(self.every, int) and global_step // self.every > previous // self.every
+            if step >= self.steps_per_epoch:
+                # the epoch's last batch: validation and the epoch-end callbacks follow, so save after them
+                self._due_at_epoch_end = self._due_at_epoch_end or due
+            else:
+                if due:
                     self.save(self.epoch, step)
-                raise Preempted(self.preemption.requested, self.epoch, step, global_step,
-                                self.folder if self.every is not None else None)
+                self._check_preemption(self.epoch, step)
             if self._kill_at is not None and global_step >= self._kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: killed at a chosen step
+
+        def _check_preemption(self, epoch: int, step: int) -> None:
+            if self.preemption is None or not self.preemption.requested:
+                return
+            global_step = self.global_step(epoch, step)
+            if self.every is not None and self.last_saved != global_step:
+                self.save(epoch, step)
+            raise Preempted(self.preemption.requested, epoch, step, global_step,
+                            self.folder if self.every is not None else None)
 
         def on_epoch_end(self, epoch, logs=None):
             self.step_offset = 0
             stopped = bool(self.model.stop_training)
             # an early stop and the last epoch are always backed up: a resume must not train past them
-            if self.every is not None and (self.every == "epoch" or stopped or epoch + 1 >= self.params["epochs"]):
+            if self.every is not None and (self.every == "epoch" or self._due_at_epoch_end or stopped
+                                           or epoch + 1 >= self.params["epochs"]):
                 self.save(epoch + 1, 0, stopped=stopped)
+            self._due_at_epoch_end = False
+            if not stopped and epoch + 1 < self.params["epochs"]:
+                self._check_preemption(epoch + 1, 0)
 
         def on_train_end(self, logs=None):
             self.pending = None

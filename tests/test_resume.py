@@ -1,0 +1,223 @@
+"""Resume equals an uninterrupted run, bit for bit: killed at a random step, right after a backup, mid-write."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import digits_spec, run_cli, write_spec
+from runner.callbacks.backup import backup_files, read_backup
+from runner.resume import config_differences
+
+STEPS = 20  # 1257 training digits / batch 64
+EPOCHS = 3
+
+
+def spec(out_dir, **train):
+    """Deterministic CPU run: dropout and augmentation draw randomness, so their RNG state must survive too."""
+    return digits_spec(
+        out_dir, deterministic=True,
+        data={"source": "sklearn", "name": "digits", "batch_size": 64,
+              "splits": {"train": "[:70%]", "validation": "[70%:80%]", "test": "[80%:]"},
+              "preprocess": [{"rescale": {"scale": 0.0625}}],
+              "augment": [{"random_translation": {"height_factor": 0.1, "width_factor": 0.1,
+                                                  "fill_mode": "constant"}}]},
+        model={"arch": "cnn", "filters": [8, 16], "dense": [32], "dropout": 0.3},
+        train={"epochs": EPOCHS, "optimizer": "adam", "lr": {"schedule": "cosine", "base": 0.003, "warmup_epochs": 1},
+               "steps_per_execution": 4, **train},
+        callbacks={"tensorboard": None, "backup": {"every": 8}})
+
+
+def train_in_process(run, spec_dict):
+    from runner import run_dir as rd
+    from runner.config import load_config
+    from runner.run import run_experiment
+
+    cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
+    return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)
+
+
+def final_state(run):
+    """(meta, arrays) of the newest backup: the state after the last epoch, before train-end callbacks."""
+    return read_backup(backup_files(run / "backup")[0])
+
+
+def history(run):
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in csv.DictReader((run / "history.csv").open())]
+
+
+def assert_same_training(run, reference):
+    (meta, arrays), (ref_meta, ref_arrays) = final_state(run), final_state(reference)
+    assert meta["global_step"] == ref_meta["global_step"] == EPOCHS * STEPS
+    assert meta["iterations"] == ref_meta["iterations"] == EPOCHS * STEPS
+    trained = [k for k in ref_arrays if k.split("/")[0] in ("model", "optimizer")]
+    assert len(trained) == 26  # 8 weights + Dropout's seed-generator state; iterations + 16 Adam moments
+    differ = [k for k in trained if not np.array_equal(arrays[k], ref_arrays[k])]
+    assert differ == []
+    assert history(run) == history(reference)  # train metrics of the resumed partial epoch included
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL in the in-process tests: nothing after it runs, like a dead process."""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    train_in_process(run, spec(run.parent))
+    return run
+
+
+@pytest.fixture
+def killing(monkeypatch):
+    """The test hooks' os.kill raises Killed instead of killing pytest."""
+    import runner.callbacks.backup as backup
+
+    def kill(pid, sig):
+        raise Killed()
+
+    monkeypatch.setattr(backup.os, "kill", kill)
+    return monkeypatch
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_is_bitwise_equal(tmp_path, reference):
+    run = tmp_path / "run"
+    spec_path = write_spec(tmp_path, spec(tmp_path))
+    kill_at = random.Random(5).randrange(STEPS + 1, EPOCHS * STEPS - 4)  # mid-epoch, past epoch 1
+    killed = run_cli("train", spec_path, "--run-dir", run, env={"DLRUN_TEST_KILL_AT_STEP": str(kill_at)})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    backed_up = read_backup(backup_files(run / "backup")[0])[0]["global_step"]
+    assert kill_at - 8 <= backed_up <= kill_at + 3  # every 8 steps, checked every 4
+
+    resumed = run_cli("resume", run, check_code=0)
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "completed"
+    assert status["resumed_from"] == {"epoch": backed_up // STEPS, "step": backed_up}
+    assert status["resumed_from"]["epoch"] >= 1
+    assert f"resuming {run} at epoch {backed_up // STEPS + 1}, step {backed_up % STEPS}" in resumed.stderr
+    assert_same_training(run, reference)
+
+
+def test_killed_right_after_an_epoch_backup(tmp_path, reference, killing):
+    run = tmp_path / "run"
+    killing.setenv("DLRUN_TEST_KILL_AFTER_BACKUP", str(2 * STEPS))
+    with pytest.raises(Killed):
+        train_in_process(run, spec(tmp_path))
+    killing.delenv("DLRUN_TEST_KILL_AFTER_BACKUP")
+    assert [p.name for p in backup_files(run / "backup")] == ["backup-0000000040.npz", "backup-0000000032.npz"]
+
+    result = train_in_process(run, spec(tmp_path))
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 2, "step": 40}
+    assert result.metrics["epochs_run"] == EPOCHS
+    assert_same_training(run, reference)
+
+
+def test_killed_half_way_through_a_backup_write_resumes_from_the_previous_one(tmp_path, reference, killing):
+    run = tmp_path / "run"
+    killing.setenv("DLRUN_TEST_KILL_IN_BACKUP", "48")
+    with pytest.raises(Killed):
+        train_in_process(run, spec(tmp_path))
+    killing.delenv("DLRUN_TEST_KILL_IN_BACKUP")
+    assert [p.name for p in backup_files(run / "backup")] == ["backup-0000000040.npz", "backup-0000000032.npz"]
+
+    train_in_process(run, spec(tmp_path))
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 2, "step": 40}
+    assert sorted(p.name for p in (run / "backup").iterdir()) == ["backup-0000000056.npz", "backup-0000000060.npz"]
+    assert_same_training(run, reference)
+
+
+def test_corrupt_newest_backup_falls_back_to_the_previous_with_a_warning(tmp_path, reference, killing, capsys):
+    run = tmp_path / "run"
+    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "45")
+    with pytest.raises(Killed):
+        train_in_process(run, spec(tmp_path))
+    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    newest = run / "backup" / "backup-0000000048.npz"
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk outside dlrun's writer
+
+    train_in_process(run, spec(tmp_path))
+    assert (f"dlrun: warning: backup {newest} is not usable (unreadable (" in capsys.readouterr().err)
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 2, "step": 40}
+    assert_same_training(run, reference)
+
+
+def test_early_stopping_resumed_stops_at_the_same_epoch_and_keeps_the_best_checkpoint(tmp_path, killing):
+    import keras
+
+    # min_delta 0.3 on val_loss: only epoch 1 "improves", so patience 2 stops training after epoch 3 of 6
+    es = {"tensorboard": None, "backup": {"every": 8},
+          "early_stopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.3}}
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    reference = train_in_process(ref, {**spec(tmp_path, epochs=6), "callbacks": es})
+    assert reference.metrics["epochs_run"] == 3
+
+    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "50")  # in epoch 3, with wait = 1 and epoch 1's best weights
+    with pytest.raises(Killed):
+        train_in_process(run, {**spec(tmp_path, epochs=6), "callbacks": es})
+    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    best_before = (run / "checkpoints" / "best.keras").stat().st_mtime_ns
+
+    resumed = train_in_process(run, {**spec(tmp_path, epochs=6), "callbacks": es})
+    assert resumed.metrics["epochs_run"] == 3
+    assert resumed.metrics["best"] == reference.metrics["best"]
+    meta, _ = final_state(run)
+    assert meta["stopped"] is True and meta["callbacks"]["ResumableEarlyStopping"]["wait"] == 2
+    assert meta["callbacks"]["AtomicCheckpoint"] == final_state(ref)[0]["callbacks"]["AtomicCheckpoint"]
+    # the resumed epoch 3 scored worse than the restored best: best.keras was not rewritten
+    assert (run / "checkpoints" / "best.keras").stat().st_mtime_ns == best_before
+    for name in ("best.keras", "model.keras"):  # model.keras: the restored best weights
+        got = keras.saving.load_model(run / "checkpoints" / name if name == "best.keras" else run / name, compile=False)
+        want = keras.saving.load_model(ref / "checkpoints" / name if name == "best.keras" else ref / name, compile=False)
+        assert all(np.array_equal(a, b) for a, b in zip(got.get_weights(), want.get_weights()))
+
+
+def test_resume_with_a_changed_config_is_refused_with_the_differing_keys(tmp_path, killing):
+    run = tmp_path / "run"
+    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "4")
+    with pytest.raises(Killed):
+        train_in_process(run, spec(tmp_path))
+    changed = spec(tmp_path, lr={"schedule": "cosine", "base": 0.01, "warmup_epochs": 1})
+    changed["data"]["batch_size"] = 32
+    changed["output"] = {"dir": str(tmp_path / "elsewhere")}  # allowed to differ
+    proc = run_cli("train", write_spec(tmp_path, changed, "changed.yaml"), "--run-dir", run, check_code=2)
+    first = (f"{run}/config.yaml: resume refused: the config differs from the run's in 2 keys (only output, "
+             "callbacks.tensorboard, callbacks.backup, export may change, and train.epochs may grow):")
+    lines = proc.stderr.splitlines()
+    assert lines[lines.index(first):] == [
+        first,
+        "  data.batch_size: 64 -> 32",
+        "  train.lr.base: 0.003 -> 0.01",
+        "train into a new run directory to use a different config"]
+
+
+def test_config_differences_allow_growing_epochs_and_output_keys_only():
+    old = {"train": {"epochs": 3, "lr": {"base": 0.003}}, "output": {"dir": "runs"},
+           "callbacks": {"tensorboard": {"histogram_freq": 0}, "early_stopping": None}}
+    grown = {"train": {"epochs": 9, "lr": {"base": 0.003}}, "output": {"dir": "elsewhere"},
+             "callbacks": {"tensorboard": None, "early_stopping": None}}
+    assert config_differences(old, grown) == []
+    shrunk = {**grown, "train": {"epochs": 2, "lr": {"base": 0.01}},
+              "callbacks": {"tensorboard": None, "early_stopping": {"patience": 3}}}
+    assert config_differences(old, shrunk) == [
+        "callbacks.early_stopping: null -> {patience: 3}",
+        "train.epochs: 3 -> 2 (epochs may grow, not shrink)",
+        "train.lr.base: 0.003 -> 0.01"]
+
+
+def test_resume_of_a_completed_run_with_more_epochs_continues_it(tmp_path, reference):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    proc = run_cli("resume", run, "--set", "train.epochs=4", check_code=0)
+    assert f"resuming {run} at epoch {EPOCHS + 1}, step 0 (global step {EPOCHS * STEPS})" in proc.stderr
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[:EPOCHS] == history(reference)
+    assert final_state(run)[0]["global_step"] == 4 * STEPS
