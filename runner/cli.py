@@ -75,10 +75,20 @@ def cmd_train(args) -> int:
 
     deep_check(cfg, loaded)
     run_dir = rd.RunDir.at(args.run_dir) if args.run_dir else None
+    if cfg.data.kfold is not None:  # k models on the folds; the table shows mean ± std
+        from runner.data.kfold import run_kfold as run_experiment, summary_table
     result = run_experiment(cfg, run_dir, spec_path=args.spec)
     print(summary_table(result.metrics))
     print(f"run directory: {result.run_dir.path}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    _quiet_tensorflow()
+    from runner.sweep.study import run_sweep, show_status
+
+    verb = show_status if args.status else run_sweep
+    return verb(args.spec, args.overrides, args.trials, args.storage)
 
 
 def cmd_resume(args) -> int:
@@ -261,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="config differences and metrics of runs, side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="hyper-parameter search of the spec's sweep: block (Optuna); rerun to resume")
+    _add_spec(p)
+    p.add_argument("--trials", type=_positive, help="budget: finished trials of the whole study (default sweep.trials)")
+    p.add_argument("--storage", metavar="URL",
+                   help="SQLAlchemy URL of the study, shared by workers (default sqlite:///OUTPUT_DIR/NAME/sweep.db)")
+    p.add_argument("--status", action="store_true", help="show the study's progress and best trial; train nothing")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("tensorboard", help="TensorBoard over a runs folder (127.0.0.1 unless --host)")
     p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs")
