@@ -306,7 +306,7 @@ def apply_set(loaded: Loaded, override: str) -> None:
     if not sep or not _KEY.match(key):
         raise ConfigError(f"{arg}: expected KEY=VALUE with a dotted key, such as train.epochs=5")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
-    value = parse_yaml(text, arg, located=arg) if text.strip() else None
+    value = parse_yaml(text, arg, prefix=path, located=arg) if text.strip() else None
     node, created = loaded.data, []
     for i, part in enumerate(path[:-1]):
         child = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) \
