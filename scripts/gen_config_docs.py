@@ -156,9 +156,10 @@ class _Doc:
         for member in members:
             props = member["properties"]
             if len(members) > 1 and len(props) == 1 and not any("const" in p for p in props.values()):
-                (key, params), = props.items()  # a one-key step: its arguments are the table
-                self.walk(f"{path}.{key}", params)
-                continue
+                (key, params), = props.items()
+                if self.variants(params):  # a one-key step: its arguments are the table
+                    self.walk(f"{path}.{key}", params)
+                    continue
             tag = self.tag_of(member) if len(members) > 1 else None
             self.table(path, member, f" with `{tag}`" if tag else "")
 

@@ -98,10 +98,12 @@ class Loaded:
 
 
 def display_path(path: Path) -> str:
+    """Relative to the working directory when inside it, else absolute (never '../../tmp/...')."""
     try:
-        return os.path.relpath(path)
-    except ValueError:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
         return str(path)
+    return str(Path(path).absolute()) if relative.startswith("..") else relative
 
 
 def _read_text(path: Path, chain: list[str]) -> str:
