@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import yaml
-
-from runner.config.load import Loaded, load_spec
+from runner.config.load import Loaded, dump_yaml, load_spec
 
 
 def load_config(path, overrides=()):
@@ -17,7 +15,7 @@ def load_config(path, overrides=()):
 
 def render(cfg) -> str:
     """The fully resolved spec as YAML: what `config.yaml` in a run directory holds."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=100)
+    return dump_yaml(cfg.model_dump(mode="json"))
 
 
 __all__ = ["Loaded", "load_config", "load_spec", "render"]

@@ -72,6 +72,18 @@ for _tag, _pattern, _first, _convert in (
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _strict(_pattern, _convert))
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that _Loader would read as something else (`'1e3'`, `'0o17'`), so output reloads as is."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+def dump_yaml(data) -> str:
+    """YAML text that parse_yaml reads back to `data`."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
+
+
 def dotted(path) -> str:
     """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'."""
     out = ""
