@@ -130,3 +130,35 @@ def test_profile_steps_must_be_a_range(tmp_path):
     line = next(i + 1 for i, t in enumerate(path.read_text().splitlines()) if "profile_steps:" in t)
     assert proc.stderr.strip() == (f"spec.yaml:{line}: callbacks.tensorboard.profile_steps: must be [first, last] "
                                    "with first <= last, e.g. [10, 15]; received [15, 10]")
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_its_curves(tmp_path):
+    """Killed (SIGKILL) in epoch 2, then `dlrun resume`: the resumed process's events continue from the backup's
+    step; no curve starts again at 0."""
+    spec = digits_spec(tmp_path, callbacks={"tensorboard": {"update_freq": 4, "images": 0, "confusion_matrix": None},
+                                            "backup": {"every": 8}},
+                       train={"epochs": 3, "optimizer": "adam", "lr": 0.003, "steps_per_execution": 4})
+    path = write_spec(tmp_path, spec)
+    run = tmp_path / "run"
+    killed = run_cli("train", path, "--run-dir", run, env={"DLRUN_TEST_KILL_AT_STEP": "30"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run_cli("resume", run, check_code=0)
+    resumed_at = json.loads((run / "status.json").read_text())["resumed_from"]["step"]
+    assert 24 <= resumed_at <= 32 and resumed_at % 4 == 0  # a backup every 8 steps, checked after each call
+    # event files are named events.out.tfevents.<time>.<host>.<pid>.<n>: one per fit, grouped by process
+    files = sorted((run / "tensorboard" / "train").glob("events.out.tfevents.*"),
+                   key=lambda f: (int(f.name.split(".")[3]), int(f.name.split(".")[6])))
+    pids = list(dict.fromkeys(f.name.split(".")[5] for f in files))
+    assert len(pids) == 2
+
+    def steps(pid, tag):
+        accumulators = [_accumulator(f) for f in files if f.name.split(".")[5] == pid]
+        return [s for a in accumulators if tag in a.Tags()["tensors"] for s, _ in _values(a, tag)]
+
+    assert steps(pids[0], "epoch_loss") == [0]  # flushed at the end of epoch 1
+    assert steps(pids[1], "epoch_loss") == [1, 2]
+    assert steps(pids[0], "batch_loss")[:5] == [4, 8, 12, 16, 20]
+    assert steps(pids[1], "batch_loss") == list(range(resumed_at + 4, 61, 4))
+    validation = _accumulator(run / "tensorboard" / "validation")
+    assert sorted(s for s, _ in _values(validation, "epoch_loss")) == [0, 1, 2]

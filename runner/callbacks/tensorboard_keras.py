@@ -27,8 +27,10 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
                          update_freq=cfg.update_freq, write_graph=cfg.write_graph, profile_batch=profile)
         self.cfg, self.ctx = cfg, ctx
         self.initial_step = initial_step
+        self.partial = False  # set by run.py while a resumed partial epoch runs as a fit of its own
         self._epoch_base = 0
-        self._first_epoch = None
+        self._in_first_epoch = False  # of the current fit
+        self._wrote_start = False  # the config text, graph and samples: once per process
         self._last_epoch = None
         self._epoch_t0 = 0.0
 
@@ -36,18 +38,18 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
     # step derived from the epoch and the batch index stays right with steps_per_execution and resumes.
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._first_epoch = None
+        self._in_first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        if self._first_epoch is None:
-            self._first_epoch = epoch
-            self._epoch_base = (self.initial_step if self.initial_step is not None
-                                else epoch * self.ctx.steps_per_epoch)
+        self._epoch_base = epoch * self.ctx.steps_per_epoch
+        if self._in_first_epoch and self.initial_step is not None:
+            self._epoch_base = self.initial_step
+        self._in_first_epoch = False
+        if not self._wrote_start:
+            self._wrote_start = True
             with tf.summary.record_if(True):
                 self._write_run_start(epoch)
-        else:
-            self._epoch_base = epoch * self.ctx.steps_per_epoch
         self._epoch_t0 = time.perf_counter()
 
     def _push_writer(self, writer, step):
@@ -90,9 +92,13 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
             super().on_epoch_end(epoch, {**(logs or {}), **extra})
             if self.cfg.confusion_matrix == "epoch":
                 self._write_confusion(epoch)
+        # Keras flushes only at the end of training; a killed run keeps its finished epochs, a live
+        # TensorBoard shows them
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs=None):
-        if self.cfg.confusion_matrix == "end" and self._last_epoch is not None:
+        if self.cfg.confusion_matrix == "end" and self._last_epoch is not None and not self.partial:
             with tf.summary.record_if(True):
                 self._write_confusion(self._last_epoch)
         super().on_train_end(logs)
@@ -112,15 +118,16 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
                 tf.summary.text(CONFIG_TAG, f"```yaml\n{config.read_text()}\n```")
             if self.write_graph:
                 self._write_op_graph()
-            if epoch == 0 and self.cfg.images and self.ctx.train_data is not None:
+            if epoch == 0 and not self.initial_step and self.cfg.images and self.ctx.train_data is not None:
                 self._write_samples()
 
     def _write_op_graph(self):
         # Keras 3 writes only the conceptual graph ("keras" tag); the op graph of the forward pass is
         # what the Graphs dashboard draws
-        specs = [tf.TensorSpec(t.shape, t.dtype) for t in self.model.inputs] if self.model.inputs else None
-        if not specs:
+        inputs = getattr(self.model, "inputs", None)  # None for subclassed models (a distiller)
+        if not inputs:
             return
+        specs = [tf.TensorSpec(t.shape, t.dtype) for t in inputs]
         forward = tf.function(lambda *x: self.model(list(x) if len(x) > 1 else x[0], training=False))
         tf.summary.graph(forward.get_concrete_function(*specs).graph)
 
