@@ -92,6 +92,7 @@ def test_tflite_float_matches_and_int8_is_full_integer_within_one_point(run, tes
     assert int8_acc >= keras_acc - 0.01
     manifest = json.loads((tmp_path / "export.json").read_text())
     assert manifest["model_int8.tflite"]["calibration"] == {"split": "train", "examples": 256}
+    assert manifest["model_int8.tflite"]["scheme"] == "full_integer"
     assert set(manifest) == {"model.tflite", "model_int8.tflite"}
 
 
@@ -136,3 +137,28 @@ def test_unknown_export_format_in_the_spec_is_a_config_error(tmp_path):
     line = path.read_text().splitlines().index("- onx") + 1
     assert err.value.message.endswith(f"spec.yaml:{line}: export[0]: must be one of keras, saved_model, onnx, "
                                       "tflite; received 'onx'; did you mean 'onnx'?")
+
+
+def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_path):
+    """Unnormalized table columns (0.05 .. 2500) share one input scale under full-integer INT8, and lose."""
+    from runner import run_dir as rd
+    from runner.config import load_config
+    from runner.data.build import build_data
+    from runner.evaluate import split_arrays
+    from runner.export import export_run
+    from runner.run import run_experiment
+    from runner.safe_load import open_run
+
+    spec = {"name": "cancer", "seed": 1, "output": {"dir": str(tmp_path)}, "callbacks": {"tensorboard": None},
+            "data": {"source": "sklearn", "name": "breast_cancer", "batch_size": 32, "preprocess": ["normalize"]},
+            "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 3, "loss": "binary_crossentropy"}}
+    cfg, _ = load_config(write_spec(tmp_path, spec))
+    path = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), quiet=True).run_dir.path
+    [result] = export_run(open_run(path), ["tflite"], "int8")
+    assert result["scheme"] == "dynamic_range" and "calibration" not in result
+    assert result["full_integer_accuracy"] < result["keras_accuracy"] - 0.01
+    assert result["accuracy"] >= result["keras_accuracy"] - 0.01 and result["ok"] is True
+    x, y = split_arrays(build_data(cfg.data, cfg.seed), "test", 32)
+    got, _ = litert_outputs(path / "export" / "model_int8.tflite", x)
+    assert got.shape == (57, 1)  # one logit: binary_crossentropy
+    assert np.mean((got[:, 0] > 0) == y) == pytest.approx(result["accuracy"])
