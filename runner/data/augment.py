@@ -72,6 +72,10 @@ class Mix(Strict):
     alpha: PositiveFloat = Field(0.2, description="Beta(alpha, alpha) mixing distribution")
 
 
+class CutMixParams(Strict):
+    alpha: float = Field(1.0, gt=0, le=1, description="Beta(alpha, alpha) distribution of the kept area")
+
+
 def _register(registry, name, params):
     def decorator(builder):
         registry.register(name, config=step_model(name, params))(builder)
@@ -164,9 +168,23 @@ def _mixup(p, info):
     return [_keras().MixUp(alpha=p.alpha)]
 
 
-@_register(BATCH_AUGMENTATIONS, "cutmix", Mix)
+@_register(BATCH_AUGMENTATIONS, "cutmix", CutMixParams)
 def _cutmix(p, info):
-    return [_keras().CutMix(factor=p.alpha)]
+    return [_exact_cutmix()(factor=(p.alpha, p.alpha))]  # a (low, high) pair of equal ends: exactly alpha
+
+
+def _exact_cutmix():
+    import keras
+
+    class ExactCutMix(keras.layers.CutMix):
+        """Keras's CutMix with label weights from the pixels actually pasted, not the fractional box area."""
+
+        def _generate_batch_mask(self, images_shape, box_corners):
+            masks, _ = super()._generate_batch_mask(images_shape, box_corners)
+            pasted = self.backend.numpy.mean(self.backend.cast(masks, self.compute_dtype), axis=(1, 2, 3))
+            return masks, 1.0 - pasted
+
+    return ExactCutMix
 
 
 def build_layers(registry, steps, info) -> list:
