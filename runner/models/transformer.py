@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from runner.config.base import PositiveInt
 from runner.models.registry import ARCHS, ArchCommon, head
@@ -26,11 +26,13 @@ class Transformer(ArchCommon):
     attention_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the attention weights")
     activation: str = Field("gelu", description="feed-forward activation (any keras.activations name)")
 
-    @model_validator(mode="after")
-    def _heads_divide_width(self):
-        if self.embed_dim % self.heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by heads ({self.heads})")
-        return self
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_width(cls, heads, info: ValidationInfo):
+        width = info.data.get("embed_dim")
+        if width and width % heads:
+            raise ValueError(f"embed_dim ({width}) must be divisible by heads; received heads={heads}")
+        return heads
 
 
 def sinusoid_table(length: int, dim: int):
