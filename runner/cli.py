@@ -71,8 +71,10 @@ def cmd_train(args) -> int:
     ensure_available(cfg.data)  # missing data that cannot be fetched fails in seconds, before TensorFlow loads
     from runner import run_dir as rd
     from runner.deep_checks import deep_check
+    from runner.distribute import configure_devices
     from runner.run import run_experiment, summary_table
 
+    configure_devices(cfg.distribute)  # logical devices can only be set before TensorFlow initializes them
     deep_check(cfg, loaded)
     run_dir = rd.RunDir.at(args.run_dir) if args.run_dir else None
     if cfg.data.kfold is not None:  # k models on the folds; the table shows mean ± std

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -113,7 +114,7 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
     from runner.data.build import build_data
     from runner.data.pipeline import eval_dataset, label_fn, steps_per_epoch, train_dataset
     from runner.data.preprocess import build_preprocess
-    from runner.distribute import get_strategy
+    from runner.distribute import check_batch, get_strategy, is_chief
     from runner.env_info import environment
     from runner.lock import RunLock
     from runner.models import build_model, outputs_logits
@@ -128,12 +129,19 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = get_strategy(cfg.distribute)
+    check_batch(strategy, cfg.data.batch_size)
+    chief = is_chief(strategy)
     if cfg.distill is not None:  # ---- distill (issue 4): a spec teacher trains first, in its own run ----
         from runner.training.distill import make_distiller, student_of, teacher_path
 
         teacher_file = teacher_path(cfg.distill, cfg.seed)
 
     # the lock comes first: a second process on the same run directory fails at once, before loading data
+    # Only the chief writes the run directory. The other workers run the very same callbacks (their collective
+    # ops must pair up with the chief's) and write into a temp dir instead
+    if not chief:
+        worker_dir = tempfile.TemporaryDirectory(prefix="dlrun-worker-")
+        run_dir = rd.RunDir(worker_dir.name)
     run_dir = run_dir or rd.RunDir.create(cfg.output.dir, cfg.name)
     with RunLock(run_dir.file(rd.LOCK)), Preemption() as preemption:
         start = Start()
@@ -152,7 +160,8 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         labels = label_fn(mode, info.num_classes)
         n_train = info.cardinality["train"]
         steps = steps_per_epoch(n_train, cfg.data.batch_size)
-        speed = resolve_speed(cfg.train, steps, on_gpu=bool(tf.config.list_logical_devices("GPU")))
+        speed = resolve_speed(cfg.train, steps, on_gpu=bool(tf.config.list_logical_devices("GPU")),
+                              replicas=strategy.num_replicas_in_sync)
         keras.mixed_precision.set_global_policy(speed.precision)
 
         run_dir.write_text(rd.CONFIG, render(cfg))

@@ -8,7 +8,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from runner.callbacks.registry import CALLBACKS
-from runner.config.base import PositiveFloat, PositiveInt, Strict, tagged_union
+from runner.config.base import NonNegInt, PositiveFloat, PositiveInt, Strict, tagged_union
 from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
 from runner.data.preprocess import PREPROCESS
 from runner.data.sources import SOURCES
@@ -91,11 +91,39 @@ Callbacks = _callbacks_model()
 
 
 class Distribute(Strict):
-    strategy: Literal["auto", "default", "one_device", "mirrored"] = Field(
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
         "auto", description="auto: mirrored over all GPUs when more than one, else default")
     devices: Optional[list[str]] = Field(None, description="devices for mirrored/one_device, e.g. ['/gpu:0']")
     cpu_replicas: Optional[PositiveInt] = Field(
         None, description="split the CPU into N logical devices (mirrored on CPU hosts and in tests)")
+    workers: Optional[list[str]] = Field(
+        None, min_length=1, description="multi_worker: every worker's host:port, the chief first "
+                                        "(default: the cluster in the TF_CONFIG environment variable)")
+    task_index: Optional[NonNegInt] = Field(None, description="multi_worker with `workers`: this worker's index")
+    connect_timeout: PositiveFloat = Field(
+        120.0, description="multi_worker: seconds to wait for every worker to be reachable (then exit 5)")
+    tpu: Optional[str] = Field(None, description="tpu: the TPU name or grpc:// address (default: this TPU VM)")
+
+    @field_validator("workers")
+    @classmethod
+    def _host_port(cls, workers):
+        for i, address in enumerate(workers or []):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise PydanticCustomError("host_port", "must be host:port, like 10.0.0.2:12345; received {value}",
+                                          {"value": repr(address), "subpath": i})
+        return workers
+
+    @model_validator(mode="after")
+    def _cluster(self):
+        if self.workers is not None and self.task_index is None:
+            raise PydanticCustomError("cluster", "distribute.workers needs this worker's index in the list "
+                                      "(0 for the chief); received none", {"subpath": "task_index"})
+        if self.workers is not None and self.task_index >= len(self.workers):
+            raise PydanticCustomError("cluster", "must index one of the {n} workers listed (0..{last}); received "
+                                      "{value}", {"value": self.task_index, "n": len(self.workers),
+                                                  "last": len(self.workers) - 1, "subpath": "task_index"})
+        return self
 
 
 class Output(Strict):

@@ -79,7 +79,8 @@ def confusion_matrix(model, dataset, num_classes: int, from_logits: bool) -> np.
     true, pred = [], []
     for x, y in dataset:
         true.append(_class_ids(np.asarray(y), None))
-        pred.append(_class_ids(np.asarray(model.predict_on_batch(x)), from_logits))
+        # a plain call: predict_on_batch feeds the whole batch to every replica under a strategy (Keras 3.15)
+        pred.append(_class_ids(np.asarray(model(x, training=False)), from_logits))
     return counts(np.concatenate(true), np.concatenate(pred), labels=list(range(num_classes)))
 
 

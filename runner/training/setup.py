@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner import multi_worker
+from runner.errors import ConfigError
 from runner.training.losses import LOSSES, label_mode
 from runner.training.metrics import build_metric, default_metrics
 from runner.training.optimizers import build_optimizer
@@ -19,28 +21,58 @@ class Speed:
     steps_per_execution: int
 
 
-def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool) -> Speed:
+def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int = 1) -> Speed:
+    """`auto` settings from measurement (docs/performance.md); explicit values are kept."""
     precision = cfg_train.precision
     if precision == "auto":
-        precision = "mixed_bfloat16" if on_gpu and _gpu_has_bf16() else "float32"
+        precision = _gpu_precision() if on_gpu else "float32"  # CPUs gain nothing from float16/bfloat16 math
     jit = cfg_train.jit_compile
     if jit == "auto":
-        jit = on_gpu  # XLA measured ~3x slower on CPU for small CNNs; it pays off on GPUs
+        # an explicit bool, because Keras's own "auto" turns XLA off under any strategy; XLA measured ~3x
+        # slower on CPU for the digits CNN, and it pays off on GPUs
+        jit = on_gpu
     spe = cfg_train.steps_per_execution
+    if spe != "auto" and spe > 1 and replicas > 1:
+        raise ConfigError(f"train.steps_per_execution: Keras 3.15 fails with more than one step per execution "
+                          f"under {replicas} replicas (\"You must feed a value for placeholder tensor\"); "
+                          f"received {spe}; use 1 or auto")
     if spe == "auto":
-        # several steps per tf.function call amortize the Python/dispatch overhead of each step
-        spe = max(1, min(steps_per_epoch, 32))
+        # 32 steps per tf.function call amortize the per-step Python and dispatch overhead (+15% on the digits
+        # CNN on CPU); with several replicas Keras 3.15 only runs one
+        spe = 1 if replicas > 1 else max(1, min(steps_per_epoch, 32))
     return Speed(precision, bool(jit), int(spe))
 
 
-def _gpu_has_bf16() -> bool:
+def _gpu_precision() -> str:
+    """bfloat16 on compute capability 8.0+ (no loss scaling needed), float16 with loss scaling on 7.x."""
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
-        cc = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-        if cc >= (8, 0):
-            return True
-    return False
+    best = max((tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
+                for g in tf.config.list_physical_devices("GPU")), default=(0, 0))
+    if best >= (8, 0):
+        return "mixed_bfloat16"
+    return "mixed_float16" if best >= (7, 0) else "float32"
+
+
+def clip_after_all_reduce(optimizer) -> None:
+    """Under several replicas, clip the summed gradients, not each replica's own.
+
+    Keras 3.15 clips in `_backend_apply_gradients` and all-reduces later, in the TF backend's
+    `_backend_update_step`, so `global_clipnorm` would bound each replica's share of the gradient.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer clips in its inner one
+    if not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue):
+        return
+    clip, all_reduce = inner._clip_gradients, inner._all_reduce_sum_gradients
+
+    def all_reduce_then_clip(grads_and_vars):
+        pairs = all_reduce(grads_and_vars)
+        present = [i for i, (g, _) in enumerate(pairs) if g is not None]
+        clipped = dict(zip(present, clip([pairs[i][0] for i in present])))
+        return [(clipped.get(i), v) for i, (_, v) in enumerate(pairs)]
+
+    inner._clip_gradients = lambda grads: grads
+    inner._all_reduce_sum_gradients = all_reduce_then_clip
 
 
 def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed):
@@ -51,6 +83,9 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
     metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
                   steps_per_execution=speed.steps_per_execution)
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        clip_after_all_reduce(model.optimizer)
+    multi_worker.install(model)
     return names
 
 
@@ -66,4 +101,4 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
     model.compile(optimizer=optimizer, loss=loss, metrics=builtin)
 
 
-__all__ = ["Speed", "compile_model", "label_mode", "portable_compile", "resolve_speed"]
+__all__ = ["Speed", "clip_after_all_reduce", "compile_model", "label_mode", "portable_compile", "resolve_speed"]
