@@ -101,6 +101,9 @@ def test_ls_shows_completed_failed_and_running_runs(runs, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    # the status file still says running; the dead pid in its lock file says otherwise
+    after_kill = json.loads(run_cli("ls", "--json", root, check_code=0).stdout)
+    assert [r["state"] for r in after_kill] == ["interrupted", "failed", "completed"]
     assert table[0].split() == ["run", "name", "state", "epochs", "best", "test", "wall"]
     assert [line.split()[:3] for line in table[1:]] == [
         [f"digits-test/{RUNNING}", "digits-test", "running"], [f"digits-test/{FAILED}", "digits-test", "failed"],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,12 +52,34 @@ def _started(path: Path) -> float:
     return (path / rd.CONFIG).stat().st_mtime
 
 
+def _process_gone(path: Path) -> bool:
+    """True when the pid in the run's lock file is no process on this machine (killed, crashed, rebooted).
+    Asked without taking the lock, which a starting `dlrun resume` would then find taken."""
+    env = _read_json(path / rd.ENV) or {}
+    try:
+        pid = int((path / rd.LOCK).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if env.get("hostname") != socket.gethostname():
+        return False  # another machine's process: nothing to ask here
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, run by another user
+        pass
+    return False
+
+
 def read_run(path: Path) -> RunInfo:
     status = _read_json(path / rd.STATUS) or {}
     metrics = _read_json(path / rd.METRICS) or {}
     config = _read_config(path / rd.CONFIG)
+    state = status.get("state", "unknown")
+    if state == "running" and _process_gone(path):
+        state = "interrupted"  # its process died without a word; `dlrun resume` continues it
     return RunInfo(
-        run_dir=str(path), name=config.get("name"), state=status.get("state", "unknown"),
+        run_dir=str(path), name=config.get("name"), state=state,
         epochs=metrics.get("epochs_run", status.get("epoch")), best=metrics.get("best"),
         test=metrics.get("test"), wall_s=metrics.get("wall_s"), started=_started(path))
 
