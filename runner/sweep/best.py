@@ -5,33 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.config import render
-from runner.config.load import load_spec
-from runner.config.validate import validate
 from runner.run_dir import atomic_write
-from runner.sweep.spec import apply_params, trial_params
+from runner.sweep.spec import trial_config, trial_params
 
 
-def best_spec(spec_path, overrides, sweep, trial) -> str:
-    """The spec of `trial` (the spec file, its --set overrides and the trial's values, without `sweep:`) as
-    resolved YAML, with a header saying where it came from."""
+def best_spec(cfg, trial) -> str:
+    """The resolved spec of `trial` (no `sweep:` block) with a header saying where it came from."""
+    sweep = cfg.sweep
     params = trial_params(sweep, trial.params)
-    loaded = load_spec(spec_path, overrides)
-    apply_params(loaded, params)
-    cfg = validate(loaded)
     header = [f"# best trial {trial.number} of the sweep '{cfg.name}': {sweep.metric} = {trial.value:.6g} "
               f"({sweep.direction()[:3]})",
               *(f"#   {key} = {value!r}" for key, value in params.items()),
-              f"# run dir: {trial.user_attrs.get('run_dir', '-')}",
+              f"# run directory: {trial.user_attrs.get('run_dir', '-')}",
               "# train it again: dlrun train <this file>"]
-    return "\n".join(header) + "\n" + render(cfg)
+    return "\n".join(header) + "\n" + render(trial_config(cfg, params))
 
 
-def write_best(study, path: Path, spec_path, overrides, sweep) -> Path | None:
+def write_best(study, path: Path, cfg) -> Path | None:
     """Write best.yaml for the study's best complete trial; None while no trial has completed."""
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
-    text = best_spec(spec_path, overrides, sweep, study.best_trial)
+    text = best_spec(cfg, study.best_trial)
     atomic_write(path, lambda f: f.write(text))
     return path

@@ -231,3 +231,21 @@ def raise_problems(problems: list) -> None:
         raise ValidationError.from_exception_data("Sweep", [
             InitErrorDetails(type=PydanticCustomError("sweep_rule", "{message}", {"message": message}), loc=loc,
                              input=value) for loc, message, value in problems])
+
+
+def trial_params(sweep: Sweep, params: dict) -> dict:
+    """An Optuna trial's params as spec values (choices that are lists or maps come back from JSON)."""
+    return {key: decode(sweep.params[key], value) if key in sweep.params else value for key, value in params.items()}
+
+
+def trial_config(cfg, params: dict):
+    """The config of one trial: the spec as resolved (file, extends, --set) with the trial's values applied like
+    `--set`, and no sweep block (a trial is one run). The same path as the check of `dlrun validate`."""
+    from runner.config.load import Loaded, apply_set
+    from runner.config.validate import validate
+
+    loaded = Loaded(cfg.model_dump(mode="json"), {}, "<trial>")
+    for key, value in params.items():
+        apply_set(loaded, override(key, value))
+    apply_set(loaded, "sweep=null")
+    return validate(loaded)

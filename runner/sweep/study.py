@@ -15,11 +15,9 @@ from pathlib import Path
 
 from runner import run_dir as rd
 from runner.config import load_config
-from runner.config.load import load_spec
-from runner.config.validate import validate
 from runner.errors import ConfigError, DlrunError, EnvironmentProblem, TrainingError
 from runner.sweep.best import write_best
-from runner.sweep.spec import Choice, IntRange, LogUniform, apply_params, decode, encode, trial_params
+from runner.sweep.spec import Choice, IntRange, LogUniform, decode, encode, trial_config, trial_params
 
 SQLITE_BUSY_S = 60  # concurrent workers wait this long for SQLite's write lock instead of failing at once
 MAX_FAILURES_IN_A_ROW = 3  # trials failing one after another mean the spec, not the values, is broken
@@ -42,6 +40,15 @@ def storage_url(cfg, url: str | None) -> str:
     return url or f"sqlite:///{(sweep_root(cfg) / DB).resolve()}"
 
 
+def _retry(sweep):
+    """Queues a failed trial's values again (optuna's heartbeat callback, also used after a signal)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=sweep.retries)
+
+
 def open_storage(url: str, sweep):
     """RDBStorage with heartbeats; a trial whose heartbeat stops is failed and its values queued again."""
     import optuna
@@ -58,7 +65,7 @@ def open_storage(url: str, sweep):
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_interval,
                     grace_period=sweep.grace_period,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=sweep.retries))
+                    heartbeat_stale_trial_callback=_retry(sweep))
             except sqlalchemy.exc.ArgumentError as e:
                 raise ConfigError(f"--storage: {url!r} is not a SQLAlchemy URL ({e}); e.g. "
                                   "postgresql://user@host/db or sqlite:///path/sweep.db") from None
@@ -213,7 +220,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
     study = open_study(cfg, url)
     study.pruner = make_pruner(sweep)
     root = sweep_root(cfg)
-    retry = optuna.storages.RetryFailedTrialCallback(max_retry=sweep.retries)
+    retry = _retry(sweep)
     current = {}
 
     def objective(trial):
@@ -223,9 +230,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         if _budget_taken(study, trial, budget):
             trial.set_user_attr("surplus", True)
             raise _Surplus
-        loaded = load_spec(spec_path, overrides)
-        apply_params(loaded, params)
-        trial_cfg = validate(loaded)
+        trial_cfg = trial_config(cfg, params)
         previous = trial.user_attrs.get("run_dir")  # a re-run of an interrupted trial continues its directory
         if previous and (Path(previous) / rd.CONFIG).is_file():
             run_dir = rd.RunDir.at(previous)
@@ -293,8 +298,8 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
                 # interrupted, not wrong: the same values run again when the sweep is resumed
                 retry(study, study._storage.get_trial(current["trial"]._trial_id))
             raise
-        write_best(study, root / BEST, spec_path, overrides, sweep)
-    best = write_best(study, root / BEST, spec_path, overrides, sweep)
+        write_best(study, root / BEST, cfg)
+    best = write_best(study, root / BEST, cfg)
     print(status_text(cfg, study, url, budget))
     if best is not None:
         print(f"best spec: {best}")
