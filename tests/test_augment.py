@@ -95,7 +95,7 @@ def test_mixup_labels_sum_to_one_with_the_image_mix_ratio(tmp_path):
 def test_cutmix_labels_sum_to_one_and_equal_the_pasted_area(tmp_path):
     x = tf.ones((10, 32, 32, 3)) * tf.reshape(tf.range(1.0, 11.0), (10, 1, 1, 1))
     y = tf.eye(10)
-    out, labels = run(fn_for(tmp_path, batch_augment=[{"cutmix": {"alpha": 1.0}}]), x, y, [9, 4])
+    out, labels = run(fn_for(tmp_path, batch_augment=[{"cutmix": {"alpha": 2.0}}]), x, y, [9, 4])
     assert np.allclose(labels.sum(axis=1), 1.0, atol=1e-6)
     for i in range(10):
         values, counts = np.unique(out[i, ..., 0], return_counts=True)

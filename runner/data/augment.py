@@ -73,7 +73,7 @@ class Mix(Strict):
 
 
 class CutMixParams(Strict):
-    alpha: float = Field(1.0, gt=0, le=1, description="Beta(alpha, alpha) distribution of the kept area")
+    alpha: PositiveFloat = Field(1.0, description="Beta(alpha, alpha) distribution of the kept area")
 
 
 def _register(registry, name, params):
@@ -170,7 +170,9 @@ def _mixup(p, info):
 
 @_register(BATCH_AUGMENTATIONS, "cutmix", CutMixParams)
 def _cutmix(p, info):
-    return [_exact_cutmix()(factor=(p.alpha, p.alpha))]  # a (low, high) pair of equal ends: exactly alpha
+    layer = _exact_cutmix()()
+    layer.factor = (p.alpha, p.alpha)  # Keras draws alpha from U(factor); equal ends make it exactly alpha (> 1 too)
+    return [layer]
 
 
 def _exact_cutmix():
