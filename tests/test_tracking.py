@@ -196,3 +196,13 @@ def test_tensorboard_warns_when_bound_beyond_loopback(tmp_path):
     assert first == (f"warning: --host 0.0.0.0: TensorBoard has no authentication; anyone who can reach this "
                      f"machine on port {port} can read every run under {tmp_path}. Prefer the default 127.0.0.1 "
                      f"with an SSH tunnel (ssh -L {port}:127.0.0.1:{port} HOST)\n")
+
+
+def test_tensorboard_on_a_taken_port_exits_5(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("tensorboard", tmp_path, "--port", port, check_code=5)
+    assert proc.stderr.splitlines()[-1] == (f"TensorBoard did not start on 127.0.0.1:{port} (see the error above); "
+                                            "pick another --port or --host")
