@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import keras
@@ -132,14 +133,21 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         tf.summary.graph(forward.get_concrete_function(*specs).graph)
 
     def _write_samples(self):
-        x, y = next(iter(self.ctx.train_data.take(1)))
-        n = self.cfg.images
         info = self.ctx.info
-        fig = plots.sample_grid(np.asarray(x)[:n], np.asarray(y)[:n], info.class_names if info else None,
-                                info.value_range if info else None)
-        if fig is not None:
-            tf.summary.image(SAMPLES_TAG, _png_batch(plots.png_bytes(fig)), step=0,
-                             description="the first training batch after augmentation, first epoch")
+        # images with class labels only: the grid titles each sample with its class (or its mixup blend)
+        if info is None or len(info.input_shape) != 3 or not info.num_classes:
+            return
+        from runner.data.preview import write_grid
+
+        # the first batch of the stream fit consumes: exactly what the model saw, and no second data load
+        x, y = next(iter(self.ctx.train_data.take(1)))
+        x, y = np.asarray(x)[: self.cfg.images], np.asarray(y)[: self.cfg.images]
+        if y.ndim == 2 and y.shape[1] == 1:  # a binary label column: class indices for the titles
+            y = np.rint(y[:, 0]).astype(np.int64)
+        png = io.BytesIO()
+        write_grid(x, y, info, png)
+        tf.summary.image(SAMPLES_TAG, _png_batch(png.getvalue()), step=0,
+                         description="the first training batch after augmentation, first epoch")
 
     def _write_confusion(self, epoch: int):
         info = self.ctx.info

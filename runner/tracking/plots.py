@@ -1,4 +1,4 @@
-"""Figures of a run: learning curves, the confusion matrix, a grid of training samples; PNG files and bytes."""
+"""Figures of a run: learning curves and the confusion matrix, as PNG files and bytes."""
 
 from __future__ import annotations
 
@@ -103,28 +103,6 @@ def confusion_figure(cm: np.ndarray, class_names, title: str):
         for (i, j), n in np.ndenumerate(cm):
             ax.text(j, i, str(n), ha="center", va="center", fontsize="small",
                     color="white" if n > high else "black")
-    return fig
-
-
-def sample_grid(x: np.ndarray, y: np.ndarray, class_names, value_range):
-    """A grid of image inputs titled with their labels, or None when the inputs are not images."""
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3) or not np.issubdtype(x.dtype, np.number):
-        return None
-    lo, hi = value_range if value_range else (float(x.min()), float(x.max()))
-    x = np.clip((x.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    n = len(x)
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    fig = _figure(1.6 * cols, 1.8 * rows)
-    ids = _class_ids(y, None) if class_names else None
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(x[i, ..., 0] if x.shape[-1] == 1 else x[i], cmap="gray", vmin=0.0, vmax=1.0)
-        ax.set_title(class_names[ids[i]] if ids is not None else f"{float(np.ravel(y[i])[0]):.3g}",
-                     fontsize="small")
-        ax.axis("off")
     return fig
 
 
