@@ -81,7 +81,7 @@ class _Fit:
             # fit cannot start mid-epoch: run the rest of this epoch as a shortened epoch of its own
             # fit builds the compiled metrics at its first step, too late to restore their running sums;
             # evaluating one batch builds them (and changes no weight: metrics are reset at epoch begin)
-            self.model.evaluate(train_from(position).take(1), verbose=0)
+            self.model.evaluate(train_from(position).take(1), steps=1, verbose=0)
             self._partial(True, start.step, start.global_step)
             self._fit(train_from(position), epoch + 1, epoch, self.steps - start.step)
             self._partial(False, 0, None)

@@ -51,7 +51,8 @@ def build(cfg: EarlyStopping, ctx):
                 self.restored = None
 
         def on_train_end(self, logs=None):
-            if not self.partial:  # the best weights are restored once, at the real end of training
+            # the best weights are restored once, at the real end of training (not between a resume's fits)
+            if not self.partial or self.model.stop_training:
                 super().on_train_end(logs)
 
     monitor = cfg.monitor or ctx.monitor
