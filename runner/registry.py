@@ -16,8 +16,8 @@ def did_you_mean(name: str, choices) -> str:
 def unknown_name_message(kind: str, name, choices) -> str:
     hint = did_you_mean(name, choices)
     if hint:
-        return f"unknown {kind} '{name}'{hint}"
-    return f"unknown {kind} '{name}'; valid: {', '.join(sorted(map(str, choices)))}"
+        return f"unknown {kind} {str(name)!r}{hint}"
+    return f"unknown {kind} {str(name)!r}; valid: {', '.join(sorted(map(str, choices)))}"
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ def cross_checks(cfg):
     known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
-            yield path, (f"'{monitor}' needs a validation split, and data.splits.validation is null; "
+            yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
                          "monitor 'loss' or add a validation split")
         elif monitor.removeprefix("val_") not in known:
-            yield path, (f"'{monitor}' is not logged; choose one of "
+            yield path, (f"{monitor!r} is not logged; choose one of "
                          f"{', '.join(sorted({m for k in known for m in (k, 'val_' + k)}))}")
 
     warm = train.lr.warmup_epochs

@@ -75,6 +75,9 @@ for _tag, _pattern, _first, _convert in (
 class _Dumper(yaml.SafeDumper):
     """Quotes every string that _Loader would read as something else (`'1e3'`, `'0o17'`), so output reloads as is."""
 
+    def ignore_aliases(self, data) -> bool:
+        return True  # the loader refuses anchors and aliases: a value used twice is written out twice
+
 
 _Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 
@@ -84,11 +87,17 @@ def dump_yaml(data) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
 def dotted(path) -> str:
-    """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'."""
+    """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'; other keys quoted: "sweep.params['train.lr']"."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) or not _PLAIN_KEY.match(str(part)):
+            out += f"[{part!r}]"  # repr keeps a key with a newline or a dot on one unambiguous line
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
