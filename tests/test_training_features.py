@@ -1,0 +1,143 @@
+"""Schedules one_cycle and cosine_restarts, reduce_on_plateau, class weights: exact values against their formulas."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from conftest import digits_spec, write_spec
+
+
+def _schedule(spec: dict, steps_per_epoch: int, epochs: int):
+    from runner.training.schedules import SCHEDULES, build_schedule
+
+    return build_schedule(SCHEDULES.get(spec["schedule"]).config.model_validate(spec), steps_per_epoch, epochs)
+
+
+def _values(schedule, steps):
+    import keras
+
+    return [float(keras.ops.convert_to_numpy(schedule(s))) for s in steps]
+
+
+def test_one_cycle_rises_then_falls_by_cosine():
+    # 10 epochs x 10 steps, rise over the first 30 steps from 0.4/20 to 0.4, then cosine down to 0.4/1000
+    s = _schedule({"schedule": "one_cycle", "base": 0.4, "pct_start": 0.3, "div_factor": 20,
+                   "final_div_factor": 1000}, 10, 10)
+    lo, hi, end = 0.4 / 20, 0.4, 0.4 / 1000
+    mid = end + (hi - end) * 0.5 * (1 + math.cos(math.pi * 35 / 70))
+    np.testing.assert_allclose(_values(s, [0, 15, 30, 65, 100]),
+                               [lo, lo + (hi - lo) / 2, hi, mid, end], rtol=1e-5)
+
+
+def test_cosine_restarts_follow_sgdr():
+    # first cycle 2 epochs of 5 steps; the second is t_mul=2 times longer and starts at m_mul=0.5 x base
+    s = _schedule({"schedule": "cosine_restarts", "base": 0.1, "first_cycle_epochs": 2, "t_mul": 2.0,
+                   "m_mul": 0.5}, 5, 10)
+    np.testing.assert_allclose(_values(s, [0, 5, 10, 20]),
+                               [0.1, 0.05, 0.05, 0.025], rtol=1e-5)
+
+
+def test_one_cycle_refuses_an_extra_warmup():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="one_cycle has its own rise"):
+        _schedule({"schedule": "one_cycle", "base": 0.1, "warmup_epochs": 1}, 10, 10)
+
+
+def _load(folder, spec: dict):
+    from runner.config import load_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return load_config(write_spec(folder, spec))[0]
+
+
+def _run(tmp_path, **sections):
+    from runner.run import run_experiment
+
+    spec = digits_spec(tmp_path, **sections)
+    spec["callbacks"] = {"tensorboard": None, "checkpoint": None, **spec.get("callbacks", {})}
+    return run_experiment(_load(tmp_path, spec), quiet=True)
+
+
+def test_reduce_on_plateau_halves_the_rate_after_each_flat_epoch(tmp_path):
+    # min_delta 10 means val_loss never improves after the first epoch: the rate halves at every later epoch end
+    result = _run(tmp_path, train={"epochs": 4, "optimizer": "adam", "lr": 0.004},
+                  callbacks={"reduce_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 1,
+                                                   "min_delta": 10.0}})
+    rows = list(csv.DictReader(result.run_dir.file("history.csv").open()))
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], [0.004, 0.004, 0.002, 0.001], rtol=1e-6)
+
+
+def test_reduce_on_plateau_with_a_schedule_is_a_config_error(tmp_path):
+    from runner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _run(tmp_path, train={"epochs": 1, "lr": {"schedule": "cosine", "base": 0.01}},
+             callbacks={"reduce_on_plateau": {}})
+    assert str(e.value) == ("callbacks.reduce_on_plateau: needs train.lr.schedule: constant without warm-up (a "
+                            "schedule already sets the rate at every step); set train.lr to a number or remove "
+                            "callbacks.reduce_on_plateau")
+
+
+def _breast_cancer(tmp_path):
+    from runner.data.build import build_data
+
+    cfg = _load(tmp_path, {"name": "bc", "data": {"source": "sklearn", "name": "breast_cancer"},
+                           "model": {"arch": "mlp"}, "output": {"dir": str(tmp_path)}})
+    return build_data(cfg.data, cfg.seed)
+
+
+def test_class_weights_balanced_and_by_name_or_index(tmp_path):
+    from runner.training.losses import class_weights
+
+    data = _breast_cancer(tmp_path)
+    labels = np.fromiter(data.splits["train"].map(lambda x, y: y).as_numpy_iterator(), dtype="int64")
+    counts = np.bincount(labels)
+    assert counts.tolist() == [170, 285]  # 80% of 212 malignant / 357 benign, stratified
+    balanced = class_weights("balanced", labels, data.info)
+    assert balanced == pytest.approx({0: 455 / (2 * 170), 1: 455 / (2 * 285)})
+    assert class_weights({"malignant": 3.0}, None, data.info) == {0: 3.0, 1: 1.0}
+    assert class_weights({"1": 0.5}, None, data.info) == {0: 1.0, 1: 0.5}
+
+
+def test_class_weight_errors(tmp_path):
+    from runner.data.info import DataInfo
+    from runner.errors import ConfigError
+    from runner.training.losses import class_weights
+
+    data = _breast_cancer(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        class_weights({"benign ": 2.0}, None, data.info)
+    assert str(e.value) == ("train.class_weight.benign : not a class of this data; use a class index 0..1 or a "
+                            "name: malignant, benign")
+    with pytest.raises(ConfigError) as e:
+        class_weights("balanced", None, DataInfo(input_shape=(10,), task="regression"))
+    assert str(e.value) == ("train.class_weight: only classification takes class weights; this data is a "
+                            "regression task. Remove train.class_weight")
+
+
+def test_class_weighted_stream_weights_each_example(tmp_path):
+    from runner.training.losses import class_weighted
+
+    data = _breast_cancer(tmp_path)
+    stream = class_weighted(lambda position: data.splits["train"].batch(64), {"malignant": 4.0}, data, "sparse")
+    for _, y, w in stream(0).as_numpy_iterator():
+        assert w.tolist() == [4.0 if label == 0 else 1.0 for label in y]
+
+
+def test_class_weight_changes_the_training_loss_by_the_weights(tmp_path):
+    # all-equal weights of 2 double the first step's loss exactly: Keras weighs the per-example losses
+    plain = _run(tmp_path / "a", train={"epochs": 1, "lr": 1e-9}, data=_one_batch_digits())
+    doubled = _run(tmp_path / "b", train={"epochs": 1, "lr": 1e-9,
+                                          "class_weight": {str(c): 2.0 for c in range(10)}}, data=_one_batch_digits())
+    assert doubled.metrics["train"]["loss"] == pytest.approx(2 * plain.metrics["train"]["loss"], rel=1e-4)
+
+
+def _one_batch_digits():
+    return {"source": "sklearn", "name": "digits", "batch_size": 512,
+            "splits": {"train": "[:20%]", "validation": None, "test": "[80%:]"},
+            "preprocess": [{"rescale": {"scale": 0.0625}}]}
