@@ -283,6 +283,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
             time.sleep(min(sweep.heartbeat_interval, 5))
             continue
         study.sampler = make_sampler(sweep, cfg.seed, sum(counts.values()))
+        current.clear()
         try:
             study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
             failures = 0
@@ -290,13 +291,15 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
             continue
         except TrainingError as e:
             failures += 1
-            _say(f"trial {current['trial'].number} failed: {e.message}")
+            _say(f"trial {current['trial'].number if current else '?'} failed: {e.message}")
             if failures >= MAX_FAILURES_IN_A_ROW:
                 raise TrainingError(f"{failures} trials failed in a row; the last: {e.message}") from None
         except (KeyboardInterrupt, DlrunError) as e:
-            if isinstance(e, KeyboardInterrupt) or e.exit_code in (130, 143):
-                # interrupted, not wrong: the same values run again when the sweep is resumed
-                retry(study, study._storage.get_trial(current["trial"]._trial_id))
+            interrupted = isinstance(e, KeyboardInterrupt) or e.exit_code in (130, 143)
+            trial = next((t for t in study.get_trials(deepcopy=False)
+                          if current.get("trial") and t.number == current["trial"].number), None)
+            if interrupted and trial is not None and trial.state == TrialState.FAIL:
+                retry(study, trial)  # interrupted, not wrong: the same values run again when the sweep resumes
             raise
         write_best(study, root / BEST, cfg)
     best = write_best(study, root / BEST, cfg)
