@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from runner.data.splits import SPLIT_RE, slice_bounds
+from runner.registry import did_you_mean
 from runner.training.losses import CLASSIFICATION_LOSSES
 from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
 
@@ -20,7 +21,8 @@ def task_hint(data) -> str | None:
 
 
 def _monitors(cfg):
-    for name in ("early_stopping", "checkpoint"):
+    """Every callback block with a `monitor` set (early_stopping, checkpoint, reduce_on_plateau, ...)."""
+    for name in type(cfg.callbacks).model_fields:
         block = getattr(cfg.callbacks, name, None)
         if block is not None and getattr(block, "monitor", None):
             yield ("callbacks", name, "monitor"), block.monitor
@@ -51,8 +53,8 @@ def cross_checks(cfg):
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
                          "monitor 'loss' or add a validation split")
         elif monitor.removeprefix("val_") not in known:
-            yield path, (f"{monitor!r} is not logged; choose one of "
-                         f"{', '.join(sorted({m for k in known for m in (k, 'val_' + k)}))}")
+            logged = sorted({m for k in known for m in (k, "val_" + k)})
+            yield path, f"{monitor!r} is not logged; choose one of {', '.join(logged)}{did_you_mean(monitor, logged)}"
 
     warm = train.lr.warmup_epochs
     if train.lr.warmup_steps is None and warm >= train.epochs:
