@@ -194,3 +194,14 @@ def test_set_into_a_list_item():
 ])
 def test_set_problems_point_at_the_argument(override, problem):
     assert _problems(lambda: apply_set(_loaded(), override)) == [problem]
+
+
+def test_a_device_without_a_size_is_read_with_a_bound():
+    assert _problems(lambda: load_spec("/dev/zero")) == [
+        f"/dev/zero: more than {MAX_BYTES} bytes; specs are limited to {MAX_BYTES} bytes"]
+
+
+def test_a_directory_is_not_a_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    assert _problems(lambda: load_spec("specs")) == ["specs: is a directory, not a YAML file"]

@@ -140,7 +140,13 @@ def _read_text(path: Path, chain: list[str]) -> str:
         raise ConfigError(f"{shown}: is a directory, not a YAML file")
     if size > MAX_BYTES:
         raise ConfigError(f"{shown}: file is {size} bytes; specs are limited to {MAX_BYTES} bytes")
-    raw = path.read_bytes()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # bounded: a pipe or a device (/dev/zero) reports no size
+    except OSError as e:
+        raise ConfigError(f"{shown}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{shown}: more than {MAX_BYTES} bytes; specs are limited to {MAX_BYTES} bytes")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
