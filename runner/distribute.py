@@ -30,6 +30,8 @@ def configure_devices(cfg_distribute) -> None:
     """What must happen before TensorFlow initializes its devices (anything that builds a layer does)."""
     if cfg_distribute.strategy == "mirrored" and cfg_distribute.cpu_replicas:
         _split_cpu(cfg_distribute.cpu_replicas)
+    if cfg_distribute.strategy == "multi_worker":  # early too: an unreachable worker fails in seconds
+        _check_peers_once(cfg_distribute)
 
 
 def get_strategy(cfg_distribute):
@@ -77,6 +79,18 @@ def cluster(cfg_distribute) -> tuple[dict, str, int]:
         raise EnvironmentProblem(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
                                  f"\"task\": {{\"type\": \"worker\", \"index\": N}}}}; received {raw!r} ({e!r})") \
             from None
+    return spec, task_type, index
+
+
+_CHECKED: set = set()
+
+
+def _check_peers_once(cfg_distribute) -> tuple[dict, str, int]:
+    spec, task_type, index = cluster(cfg_distribute)
+    key = (json.dumps(spec, sort_keys=True), task_type, index)
+    if key not in _CHECKED:
+        wait_for_peers(spec, task_type, index, cfg_distribute.connect_timeout)
+        _CHECKED.add(key)
     return spec, task_type, index
 
 
@@ -144,6 +158,8 @@ def _accept_hellos(listener, n: int) -> set[int]:
             conn.settimeout(1.0)
             try:
                 words = conn.makefile("rb").readline(64).split()
+                while conn.recv(64):  # wait for the peer to close first (see above)
+                    pass
             except OSError:
                 continue
             if len(words) == 2 and words[0] == b"dlrun" and words[1].isdigit() and int(words[1]) < n:
@@ -153,8 +169,7 @@ def _accept_hellos(listener, n: int) -> set[int]:
 def _multi_worker(cfg_distribute):
     import tensorflow as tf
 
-    spec, task_type, index = cluster(cfg_distribute)
-    wait_for_peers(spec, task_type, index, cfg_distribute.connect_timeout)
+    spec, task_type, index = _check_peers_once(cfg_distribute)
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(spec), task_type=task_type, task_id=index, rpc_layer="grpc")
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)

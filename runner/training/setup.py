@@ -96,8 +96,10 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
     loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
     builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
-    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    optimizer = type(model.optimizer).from_config({**model.optimizer.get_config(), "learning_rate": lr})
+    # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16
+    trained = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    lr = float(keras.ops.convert_to_numpy(trained.learning_rate))
+    optimizer = type(trained).from_config({**trained.get_config(), "learning_rate": lr})
     model.compile(optimizer=optimizer, loss=loss, metrics=builtin)
 
 
