@@ -141,9 +141,11 @@ def cmd_export(args) -> int:
 
     run = open_run(args.run_dir)
     _quiet_tensorflow()
-    from runner.export import export_run, format_results
+    from runner.export import export_run, format_results, raise_failures
 
-    print(format_results(export_run(run, [args.format], args.quantize, args.out, args.unsafe)))
+    results = export_run(run, [args.format], args.quantize, args.out, args.unsafe)
+    print(format_results(results))
+    raise_failures(results)
     return 0
 
 

@@ -25,6 +25,15 @@ def split_arrays(data, split: str, batch_size: int):
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def as_model_input(x):
+    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects."""
+    if x.dtype != object:
+        return x
+    import tensorflow as tf
+
+    return tf.constant(x)
+
+
 def rebuild_data(run: Run, split: str):
     """The run's data rebuilt from config.yaml: the same seed gives the same split."""
     from runner.data.build import build_data
@@ -71,7 +80,7 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     folder.mkdir(parents=True, exist_ok=True)
     if info.task == "classification":
         x, y = split_arrays(data, split, cfg.data.batch_size)
-        outputs = model.predict(x, batch_size=cfg.data.batch_size, verbose=0)
+        outputs = model.predict(as_model_input(x), batch_size=cfg.data.batch_size, verbose=0)
         result.update(_classification_report(y, predicted_classes(outputs, mode, from_logits), info.class_names,
                                              folder, f"{split} split, {result['model']}"))
     saved = {k: v for k, v in result.items() if k != "report_text"}  # report.txt holds the text

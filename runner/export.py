@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runner import run_dir as rd
 from runner.errors import ConfigError
+from runner.evaluate import as_model_input
 from runner.safe_load import Run, load_model
 
 FORMATS = ("keras", "saved_model", "onnx", "tflite")
@@ -46,7 +47,7 @@ def _write_saved_model(run, model, path, quantize, calibration):
 
 
 def _write_onnx(run, model, path, quantize, calibration):
-    model(calibration[:1])  # tf2onnx traces a built call graph: the model must have been called once
+    model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
 
 
@@ -77,12 +78,12 @@ def run_exported(fmt: str, path: Path, x):
     import numpy as np
 
     if fmt == "keras":
-        return np.asarray(load_model(path).predict(x, verbose=0))
+        return np.asarray(load_model(path).predict(as_model_input(x), verbose=0))
     if fmt == "saved_model":
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))  # held: the concrete function only references its variables
-        return loaded.serve(x).numpy()
+        return loaded.serve(as_model_input(x)).numpy()
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -121,8 +122,6 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     """Export the run's final model in each format to `out` (default RUN_DIR/export/), check each, and record
     the checks in export.json there."""
     from runner.data.build import build_data
-    from runner.evaluate import split_arrays
-    from runner.models import outputs_logits
     from runner.training.losses import label_mode
 
     if quantize and set(formats) != {"tflite"}:
@@ -133,9 +132,9 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     data = build_data(cfg.data, cfg.seed)
     mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
     split = next(s for s in ("test", "validation", "train") if data.has(s))
-    x, y = (a[:CHECK_EXAMPLES] for a in split_arrays(data, split, cfg.data.batch_size))
+    x, y = next(data.splits[split].batch(CHECK_EXAMPLES).as_numpy_iterator())
     calibration = next(data.splits["train"].batch(CALIBRATION_EXAMPLES).as_numpy_iterator())[0]
-    expected = model.predict(x, batch_size=cfg.data.batch_size, verbose=0).astype("float64")
+    expected = model.predict(as_model_input(x), batch_size=cfg.data.batch_size, verbose=0).astype("float64")
 
     out = Path(out) if out else run.path / EXPORT
     try:
@@ -147,28 +146,57 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     results = []
     for fmt in formats:
         path = out / artifact_name(fmt, quantize)
-        WRITERS[fmt](run, model, path, quantize, calibration)
-        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
-        entry = {"format": fmt, "quantize": quantize, "path": str(path), **check}
-        if quantize == "int8":
-            entry["scheme"] = "full_integer"
-            entry["calibration"] = {"split": "train", "examples": len(calibration)}
-            if not check["ok"]:
-                # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
-                # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
-                _write_tflite(run, model, path, quantize, calibration, full_integer=False)
-                entry = {**entry, **_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
-                         "scheme": "dynamic_range", "full_integer_accuracy": check["accuracy"]}
-                entry.pop("calibration")
+        entry = _export_one(run, model, fmt, quantize, path, calibration, (x, y, expected, mode, split))
         manifest[path.name] = {k: v for k, v in entry.items() if k != "path"}
         results.append(entry)
     rd.atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2))
     return results
 
 
+def _export_one(run, model, fmt, quantize, path, calibration, held_out) -> dict:
+    """Write one format and check it; a converter or runtime that cannot take this model gives an "error"
+    entry (and no file) instead of an exception, so the other formats still go out."""
+    from runner.models import outputs_logits
+
+    x, y, expected, mode, split = held_out
+    entry = {"format": fmt, "quantize": quantize, "path": str(path)}
+    stage = "export"
+    try:
+        WRITERS[fmt](run, model, path, quantize, calibration)
+        stage = f"{RUNTIMES[fmt]} reading the exported file"
+        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
+        entry.update(check)
+        if quantize == "int8":
+            entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
+            if not check["ok"]:
+                # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
+                # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
+                _write_tflite(run, model, path, quantize, calibration, full_integer=False)
+                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
+                             scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
+                entry.pop("calibration")
+    except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        hint = ("; the model takes text, and its text preprocessing needs TensorFlow string ops, which only the "
+                "keras and saved_model formats carry") if model.inputs[0].dtype == "string" else ""
+        what = f"--format {fmt}" + (f" --quantize {quantize}" if quantize else "")
+        entry.update(ok=False, error=f"{what}: {stage} failed ({type(e).__name__}: {first}){hint}; no file kept")
+    return entry
+
+
+def raise_failures(results: list[dict]) -> None:
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise ConfigError(errors)
+
+
 def format_results(results: list[dict]) -> str:
     lines = []
-    for r in results:
+    for r in (r for r in results if "error" not in r):
         line = (f"{r['path']}: {r['runtime']} vs Keras on {r['examples']} {r['split']} examples: "
                 f"max |diff| {r['max_abs_diff']:.2e}")
         if "accuracy" in r:

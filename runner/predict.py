@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from runner.errors import ConfigError, DataError
+from runner.evaluate import as_model_input
 from runner.safe_load import Run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -166,11 +167,7 @@ def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[d
 
     model = run.load_model("final", unsafe)
     names, x = read_inputs(paths, run, model)
-    if x.dtype == object:  # Keras takes text as a tf.string tensor, not as a numpy array of objects
-        import tensorflow as tf
-
-        x = tf.constant(x)
-    outputs = np.asarray(model.predict(x, batch_size=run.cfg.data.batch_size, verbose=0), dtype="float64")
+    outputs = np.asarray(model.predict(as_model_input(x), batch_size=run.cfg.data.batch_size, verbose=0), dtype="float64")
     if run.info["task"] == "regression":
         return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
                 for n, row in zip(names, outputs)]

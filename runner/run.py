@@ -271,10 +271,14 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         # ---- tracking: end ----
         # ---- export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved ----
         if cfg.export:
-            from runner.export import export_run
+            from runner.export import export_run, format_results
             from runner.safe_load import open_run
 
-            export_run(open_run(run_dir.path), cfg.export)
+            exports = export_run(open_run(run_dir.path), cfg.export)
+            if not quiet:
+                print(format_results(exports))
+            for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
+                print(f"warning: {failed['error']}", file=sys.stderr)
         # ---- export: end ----
         run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
         return RunResult(run_dir, metrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +10,8 @@ from conftest import digits_spec, write_spec
 from scipy.special import softmax
 
 from runner.cli import main
+
+QUIET = {"tensorboard": None, "checkpoint": None, "backup": None}  # predict needs only model.keras
 
 
 def _train(tmp, spec):
@@ -36,7 +37,7 @@ def digits_run(tmp_path_factory):
     """A digits CNN good enough for the >= 97% check (about 98% on its test split)."""
     tmp = tmp_path_factory.mktemp("digits")
     spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]},
-                       callbacks={"tensorboard": None})
+                       callbacks=QUIET)
     spec["train"]["epochs"] = 8
     spec["data"]["batch_size"] = 32
     return _train(tmp, spec)
@@ -48,7 +49,7 @@ def iris_run(tmp_path_factory):
     spec = {"name": "iris-test", "seed": 1,
             "data": {"source": "sklearn", "name": "iris", "batch_size": 16, "preprocess": [{"normalize": {}}],
                      "splits": {"train": "[:60%]", "validation": "[60%:80%]", "test": "[80%:]"}},
-            "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 2}, "callbacks": {"tensorboard": None},
+            "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 2}, "callbacks": QUIET,
             "output": {"dir": str(tmp)}}
     return _train(tmp, spec)
 
@@ -130,27 +131,33 @@ def test_bad_inputs_are_explained_with_their_exit_codes(iris_run, tmp_path, caps
         f"{lines}: text lines are for models that take text; this model takes float32 inputs of shape [4]")
 
 
-def test_text_lines_go_through_the_vocabulary_saved_in_the_model(iris_run, tmp_path):
-    """A text model in a run directory: the vocabulary travels inside model.keras, nothing else is needed."""
-    import keras
-    import tensorflow as tf
+def write_text_folder(root):
+    """Two classes of short made-up reviews told apart by their last two words."""
+    import random
 
-    from runner.predict import predict_run
-    from runner.safe_load import open_run
+    rng = random.Random(0)
+    filler = "the movie film plot was really quite".split()
+    for label, words in (("neg", "bad awful poor terrible boring dull"), ("pos", "good great fine lovely superb nice")):
+        (root / label).mkdir(parents=True)
+        for i in range(60):
+            text = " ".join([rng.choice(filler) for _ in range(4)] + [rng.choice(words.split()) for _ in range(2)])
+            (root / label / f"{i}.txt").write_text(text)
+    return root
 
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("config.yaml", "env.json"):
-        shutil.copy(iris_run / name, run / name)
-    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
-    vectorize.adapt(["red petal", "long sepal", "short wide petal"])
-    inputs = keras.Input(shape=(), dtype="string")
-    hidden = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 4)(vectorize(inputs)))
-    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
-    model.save(run / "model.keras")
+
+def test_text_lines_go_through_the_vocabulary_saved_in_the_model(tmp_path, capsys):
+    """A text_folder run: the vocabulary travels inside model.keras, so the lines need nothing else."""
+    spec = {"name": "reviews", "seed": 1, "output": {"dir": str(tmp_path)}, "callbacks": QUIET,
+            "data": {"source": "text_folder", "path": str(write_text_folder(tmp_path / "reviews")), "batch_size": 16,
+                     "preprocess": [{"text_vectorize": {"max_tokens": 50, "sequence_length": 8}}]},
+            "model": {"layers": [{"Embedding": {"input_dim": 50, "output_dim": 8}}, {"GlobalAveragePooling1D": {}},
+                                 {"Dense": {"units": 2}}]},
+            "train": {"epochs": 10, "lr": 0.02}}
+    run = _train(tmp_path, spec)
     texts = tmp_path / "notes.txt"
-    texts.write_text("red petal\n\nlong sepal\n")
-    records = predict_run(open_run(run), [texts], top_k=1)
+    texts.write_text("a really good film\n\nthe plot was awful and dull\n")
+    assert main(["predict", str(run), str(texts), "--json", "--top-k", "2"]) == 0
+    records = json.loads(capsys.readouterr().out)
     assert [r["input"] for r in records] == [f"{texts}:1", f"{texts}:3"]
-    probs = softmax(model.predict(tf.constant(["red petal", "long sepal"]), verbose=0).astype("float64"), axis=-1)
-    assert [r["top_k"][0]["probability"] for r in records] == pytest.approx(probs.max(-1), abs=1e-6)
+    assert [r["top_k"][0]["class"] for r in records] == ["pos", "neg"]
+    assert [r["top_k"][0]["probability"] + r["top_k"][1]["probability"] for r in records] == pytest.approx([1, 1])
