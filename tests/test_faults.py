@@ -35,15 +35,16 @@ def test_nan_loss_stops_with_exit_4_naming_epoch_and_step_and_keeps_checkpoints(
     import keras
 
     run = tmp_path / "run"
-    monkeypatch.setenv("DLRUN_TEST_NAN_AT_STEP", "30")  # poisons the weights before the step-29..32 call
+    # poisons the weights before the first call (4 steps each) that reaches step 30: steps 33..36
+    monkeypatch.setenv("DLRUN_TEST_NAN_AT_STEP", "30")
     with pytest.raises(TrainingError) as caught:
         train(run, spec(tmp_path))
-    message = (f"training failed: non-finite loss nan at epoch 2, step 12; checkpoints are kept in "
+    message = (f"training failed: non-finite loss nan at epoch 2, step 16; checkpoints are kept in "
                f"{run / 'checkpoints'}. Try a lower train.lr.base, gradient clipping "
                "(train.optimizer.global_clipnorm) or train.nan_policy: rollback")
     assert caught.value.message == message and caught.value.exit_code == 4
     status = json.loads((run / "status.json").read_text())
-    assert status == {"state": "failed", "epoch": 1, "step": 32, "resumed_from": None, "error": message}
+    assert status == {"state": "failed", "epoch": 1, "step": 36, "resumed_from": None, "error": message}
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"best.keras", "last.keras"}
     last = keras.saving.load_model(run / "checkpoints" / "last.keras", compile=False)
     assert all(np.isfinite(w).all() for w in last.get_weights())  # epoch 1's model, not the poisoned one
@@ -53,7 +54,7 @@ def test_nan_rollback_restores_the_last_backup_lowers_the_lr_and_finishes(tmp_pa
     run = tmp_path / "run"
     monkeypatch.setenv("DLRUN_TEST_NAN_AT_STEP", "30")
     result = train(run, spec(tmp_path, nan_policy="rollback", nan_lr_factor=0.25))
-    assert ("dlrun: non-finite loss nan at epoch 2, step 12; rollback 1/3 to epoch 2, step 0 with the learning "
+    assert ("dlrun: non-finite loss nan at epoch 2, step 16; rollback 1/3 to epoch 2, step 0 with the learning "
             "rate x0.25") in capsys.readouterr().err
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed" and status["epoch"] == 3

@@ -96,7 +96,7 @@ class NanGuard(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._inject_at and self._epoch * self.steps_per_epoch + self.step_offset + batch + 1 >= int(self._inject_at):
             self._inject_at = None
-            weight = self.model.trainable_variables[0]
+            weight = self.model.trainable_variables[-1]  # the output bias: no max-pool or ReLU can drop a NaN
             weight.assign(keras.ops.full(weight.shape, float("nan"), weight.dtype))
 
     def on_train_batch_end(self, batch, logs=None):
