@@ -57,7 +57,11 @@ def open_storage(url: str, sweep):
     kwargs = {}
     if url.startswith("sqlite:///"):
         kwargs = {"connect_args": {"timeout": SQLITE_BUSY_S}}
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EnvironmentProblem(f"cannot create {folder} for the sweep database: {e.strerror}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for attempt in range(5):
