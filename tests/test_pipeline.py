@@ -89,3 +89,14 @@ def test_cache_in_memory_or_in_a_file_gives_the_same_batches(tmp_path, cache):
     b = batches(train_dataset(source(), N, plain, 5, 2, label_fn("sparse", 5)))
     assert ids(a) == ids(b)
     assert (cache == "file") == (tmp_path / "train-cache.index").exists()
+
+
+def test_a_training_split_larger_than_free_memory_is_not_cached(tmp_path, monkeypatch, caplog):
+    from runner.data import pipeline
+
+    assert pipeline.split_bytes(source(), N) == N * (36 + 8)  # uint8 6x6x1 + int64 label
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 2 * N * 44 - 2)
+    with caplog.at_level("WARNING", logger="dlrun"):
+        ds = train_dataset(source(), N, data_cfg(tmp_path), 5, 1, label_fn("sparse", 5))
+    assert "data.cache: the training split needs 0.0 GiB and 0.0 GiB of memory is free; not caching it" in caplog.text
+    assert sorted(sum(ids(batches(ds)), [])) == list(range(N))

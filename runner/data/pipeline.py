@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
+import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger("dlrun")
 
 
 def label_fn(mode: str, num_classes: int | None):
@@ -23,8 +27,31 @@ def as_float(x):
     return tf.cast(x, tf.float32) if x.dtype.is_integer else x
 
 
-def _cached(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
+def split_bytes(ds: tf.data.Dataset, n: int) -> int | None:
+    """Memory of n unbatched examples, from the element spec; None when a size is unknown (strings, ragged)."""
+    total = 0
+    for spec in tf.nest.flatten(ds.element_spec):
+        if spec.dtype == tf.string or not spec.shape.is_fully_defined():
+            return None
+        total += int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.size
+    return total * n
+
+
+def available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that reports it
+        return None
+
+
+def _cached(ds: tf.data.Dataset, cache, n: int | None = None) -> tf.data.Dataset:
     if cache is True:
+        size, free = (split_bytes(ds, n), available_memory()) if n else (None, None)
+        if size is not None and free is not None and size > free // 2:
+            # an in-memory cache that does not fit ends in swapping or the OOM killer, mid-epoch
+            log.warning("data.cache: the training split needs %.1f GiB and %.1f GiB of memory is free; not "
+                        "caching it (set data.cache to a file path to cache on disk)", size / 2**30, free / 2**30)
+            return ds
         return ds.cache()
     if isinstance(cache, str) and cache:
         return ds.cache(cache)
@@ -36,7 +63,7 @@ def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=
     """Batches of epochs [initial_epoch, epochs): epoch e's order and augmentation depend on (seed, e) only,
     so a resumed run sees exactly the batches the interrupted one would have."""
     batch = cfg_data.batch_size
-    base = _cached(ds, cfg_data.cache)
+    base = _cached(ds, cfg_data.cache, n)
     buffer = min(cfg_data.shuffle_buffer, n)
 
     def one_epoch(epoch):
