@@ -1,4 +1,4 @@
-"""The bad-spec corpus: every file under tests/data/bad_specs fails `dlrun validate` with exit 2 and its exact message."""
+"""The bad-spec corpus: each file in tests/data/bad_specs fails `dlrun validate` with exit 2 and its exact message."""
 
 from __future__ import annotations
 

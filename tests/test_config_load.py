@@ -196,9 +196,10 @@ def test_set_problems_point_at_the_argument(override, problem):
     assert _problems(lambda: apply_set(_loaded(), override)) == [problem]
 
 
-def test_a_device_without_a_size_is_read_with_a_bound():
+def test_a_device_without_a_size_is_read_with_a_bound(monkeypatch):
+    monkeypatch.chdir("/dev")
     assert _problems(lambda: load_spec("/dev/zero")) == [
-        f"/dev/zero: more than {MAX_BYTES} bytes; specs are limited to {MAX_BYTES} bytes"]
+        f"zero: more than {MAX_BYTES} bytes; specs are limited to {MAX_BYTES} bytes"]
 
 
 def test_a_directory_is_not_a_spec(tmp_path, monkeypatch):

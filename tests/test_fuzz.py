@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.cli import main
+from runner.config.load import display_path
 from test_bad_specs import timed_cli
 
 CLASSIFICATION_METRICS = ["accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"]
@@ -161,7 +162,7 @@ def _check(path, expect=(0, 2)) -> int:
         lines = err.splitlines()
         assert out == "" and lines
         for line in lines:
-            assert line.startswith(f"{path}") or line.startswith("... and up to "), line
+            assert line.startswith(display_path(path)) or line.startswith("... and up to "), line
     assert time.perf_counter() - start < 2.0
     return code
 

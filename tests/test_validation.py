@@ -1,4 +1,4 @@
-"""Validation through the CLI: every problem at once, strict types, did-you-mean, paths, schema, speed without TensorFlow."""
+"""Validation through the CLI: all problems at once, strict types, did-you-mean, paths, schema, speed without TF."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, write_spec
 from runner.cli import main
 from runner.config import load_config, render
-from runner.config.load import load_spec
+from runner.config.load import display_path as shown, load_spec
 from runner.config.validate import MAX_REPORTED
 from test_bad_specs import CLI_ENV, assert_fast, timed_cli
 
@@ -102,16 +102,16 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path, capsys):
     code, lines = _validate(capsys, spec)
     assert code == 2
     assert lines == [
-        f"{spec}:1: name: must match ^[a-z0-9._-]+$; received 'My Run'",
-        f"{spec}:2: seed: must be an integer; received 1.5",
-        f"{spec}:3: data.batch_size: must be >= 1; received 0",
-        f"{spec}:4: model.dropout: must be a finite number; received nan",
-        f"{spec}:4: model.unitz: unknown key; did you mean 'units'?",
-        f"{spec}:5: train.epochs: must be an integer; received '5'",
-        f"{spec}:5: train.optimizer.momentun: unknown key; did you mean 'momentum'?",
-        f"{spec}:5: train.metrics[0]: unknown metric 'acc'; did you mean 'auc'?",
-        f"{spec}:6: callbacks.early_stopping.patience: must be >= 0; received -1",
-        f"{spec}:6: callbacks.tensorbord: unknown key; did you mean 'tensorboard'?",
+        f"{shown(spec)}:1: name: must match ^[a-z0-9._-]+$; received 'My Run'",
+        f"{shown(spec)}:2: seed: must be an integer; received 1.5",
+        f"{shown(spec)}:3: data.batch_size: must be >= 1; received 0",
+        f"{shown(spec)}:4: model.dropout: must be a finite number; received nan",
+        f"{shown(spec)}:4: model.unitz: unknown key; did you mean 'units'?",
+        f"{shown(spec)}:5: train.epochs: must be an integer; received '5'",
+        f"{shown(spec)}:5: train.optimizer.momentun: unknown key; did you mean 'momentum'?",
+        f"{shown(spec)}:5: train.metrics[0]: unknown metric 'acc'; did you mean 'auc'?",
+        f"{shown(spec)}:6: callbacks.early_stopping.patience: must be >= 0; received -1",
+        f"{shown(spec)}:6: callbacks.tensorbord: unknown key; did you mean 'tensorboard'?",
     ]
 
 
@@ -119,7 +119,7 @@ def test_a_flood_of_problems_is_capped(tmp_path, capsys):
     spec = write_spec(tmp_path, BASE + "".join(f"key{i}: 1\n" for i in range(MAX_REPORTED + 10)))
     code, lines = _validate(capsys, spec)
     assert code == 2 and len(lines) == MAX_REPORTED + 1
-    assert lines[0].startswith(f"{spec}:4: key0: unknown key; valid keys: name, seed, ")
+    assert lines[0].startswith(f"{shown(spec)}:4: key0: unknown key; valid keys: name, seed, ")
     assert lines[-1] == "... and up to 10 more problems; fix these first"
 
 
@@ -187,7 +187,8 @@ def test_ranges(override, line, tmp_path, capsys):
 def test_range_edges_are_accepted(tmp_path, capsys):
     spec = write_spec(tmp_path, BASE)
     edges = ["train.epochs=1", "data.batch_size=1", "model.dropout=0", "model.dropout=0.999",
-             "train.loss={name: categorical_crossentropy, label_smoothing: 1}", "callbacks.early_stopping={patience: 0}",
+             "train.loss={name: categorical_crossentropy, label_smoothing: 1}",
+             "callbacks.early_stopping={patience: 0}",
              "callbacks.tensorboard.update_freq=1", "train.lr.base=1e-12"]
     assert _validate(capsys, spec, *[a for e in edges for a in ("--set", e)]) == (0, [])
 
@@ -204,10 +205,10 @@ def test_mixup_needs_classification(tmp_path, capsys):
     spec = write_spec(tmp_path, "name: t\ndata: {source: sklearn, name: diabetes, batch_augment: [cutmix]}\n"
                                 "model: {arch: mlp}\n")
     assert _validate(capsys, spec) == (2, [
-        f"{spec}:2: data.batch_augment: mixup and cutmix mix class labels; this data is regression"])
+        f"{shown(spec)}:2: data.batch_augment: mixup and cutmix mix class labels; this data is regression"])
     spec = write_spec(tmp_path, BASE + "train: {loss: mae}\n")
     assert _validate(capsys, spec, "--set", "data.batch_augment=[mixup]") == (2, [
-        f"{spec}:4: train.loss.name: 'mae' is a regression loss; this data is classification",
+        f"{shown(spec)}:4: train.loss.name: 'mae' is a regression loss; this data is classification",
         "--set data.batch_augment=[mixup]: data.batch_augment: mixup and cutmix mix class labels; "
         "'mae' is a regression loss"])
 
@@ -237,13 +238,13 @@ def test_deep_validation_names_the_closest_keras_layer(tmp_path, capsys):
                                 "    - Dense: {units: 8, activation: relu}\n    - Dnse: {units: 3}\n")
     assert _validate(capsys, spec) == (0, [])
     code, lines = _validate(capsys, "--deep", spec)
-    assert (code, lines) == (2, [f"{spec}:6: model.layers[1].Dnse: unknown Keras layer; did you mean 'Dense'?"])
+    assert (code, lines) == (2, [f"{shown(spec)}:6: model.layers[1].Dnse: unknown Keras layer; did you mean 'Dense'?"])
 
 
 def test_set_problem_reported_beside_file_problems(tmp_path, capsys):
     spec = write_spec(tmp_path, BASE + "seed: -1\n")
     assert _validate(capsys, spec, "--set", "train.epochs=0") == (2, [
-        f"{spec}:4: seed: must be >= 0; received -1",
+        f"{shown(spec)}:4: seed: must be >= 0; received -1",
         "--set train.epochs=0: train.epochs: must be >= 1; received 0",
     ])
 
@@ -251,5 +252,6 @@ def test_set_problem_reported_beside_file_problems(tmp_path, capsys):
 def test_loaded_locations_survive_extends_into_messages(tmp_path, capsys):
     write_spec(tmp_path, "data: {source: sklearn, name: digits, batch_size: -1}\n", "base.yaml")
     spec = write_spec(tmp_path, "extends: base.yaml\nname: t\nmodel: {arch: mlp}\n")
-    assert _validate(capsys, spec) == (2, [f"{tmp_path / 'base.yaml'}:1: data.batch_size: must be >= 1; received -1"])
+    assert _validate(capsys, spec) == (
+        2, [f"{shown(tmp_path / 'base.yaml')}:1: data.batch_size: must be >= 1; received -1"])
     assert load_spec(spec).data["name"] == "t"

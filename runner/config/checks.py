@@ -31,7 +31,8 @@ def _monitors(cfg):
 def _run_parent(cfg):
     """Where `name` would put run directories, if that escapes output.dir (via '..', '.' or a symlink)."""
     if cfg.name in (".", ".."):
-        return f"'{cfg.name}' would put run directories outside output.dir; use a name with a letter or digit, e.g. 'my-experiment'"
+        return (f"'{cfg.name}' would put run directories outside output.dir; "
+                "use a name with a letter or digit, e.g. 'my-experiment'")
     root = os.path.realpath(cfg.output.dir)
     target = os.path.realpath(os.path.join(cfg.output.dir, cfg.name))
     if os.path.dirname(target) != root:

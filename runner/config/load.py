@@ -87,15 +87,15 @@ def dump_yaml(data) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def dotted(path) -> str:
-    """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'; other keys quoted: "sweep.params['train.lr']"."""
+    """('data', 'augment', 0, 'mode') -> 'data.augment[0].mode'; other keys quoted: "model['my key']"."""
     out = ""
     for part in path:
         if isinstance(part, int) or not _PLAIN_KEY.match(str(part)):
-            out += f"[{part!r}]"  # repr keeps a key with a newline or a dot on one unambiguous line
+            out += f"[{part!r}]"  # repr keeps a key with a space or a newline on one line
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -119,12 +119,11 @@ class Loaded:
 
 
 def display_path(path: Path) -> str:
-    """Relative to the working directory when inside it, else absolute (never '../../tmp/...')."""
+    """The path relative to the working directory, as every message shows it."""
     try:
-        relative = os.path.relpath(path)
+        return os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
-    return str(Path(path).absolute()) if relative.startswith("..") else relative
 
 
 def _read_text(path: Path, chain: list[str]) -> str:
