@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from runner.errors import EXIT_INTERRUPTED, DlrunError
+from runner.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, DlrunError
 
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -323,6 +323,12 @@ def main(argv=None) -> int:
         if debug:
             raise
         print(e.message, file=sys.stderr)
+        if e.exit_code in (EXIT_INTERRUPTED, EXIT_PREEMPTED):
+            # the backup and status are on disk (fsynced): skip TensorFlow's teardown, which takes seconds of a
+            # preemption's grace period
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
         print("dlrun: interrupted", file=sys.stderr)
