@@ -76,8 +76,9 @@ def test_sweep_block_keys_and_domains_are_checked_by_validate(tmp_path):
         "other than name or sweep, such as train.lr.base; received 'name'",
     ], proc.stderr
 
-    spec = sweep_spec(tmp_path, method="grid", heartbeat_interval=5, grace_period=5,
-                      params={"train.lr.base": {"loguniform": [1.0e-3, 1.0e-2]}})
+    spec = sweep_spec(tmp_path, method="grid", heartbeat_interval=5, grace_period=5, metric="test_accuracy",
+                      params={"train.lr.base": {"loguniform": [1.0e-3, 1.0e-2]}}, pruner="median")
+    spec["data"]["splits"]["test"] = "[45%:]"
     path = write_spec(tmp_path, spec)
     lines = path.read_text().splitlines()
     proc = run_cli("validate", path, check_code=2)
@@ -86,6 +87,8 @@ def test_sweep_block_keys_and_domains_are_checked_by_validate(tmp_path):
         "(5 s); received 5",
         f"{shown}:{_line(lines, 'train.lr.base')}: sweep.params.train.lr.base: method grid needs a finite set of "
         "values: use a choice or int domain, or method random or tpe; received {'loguniform': [0.001, 0.01]}",
+        f"{shown}:{_line(lines, 'pruner')}: sweep.pruner: pruning needs an epoch-end metric, and test_accuracy is "
+        "measured once after training; use a val_ metric or pruner: null; received median",
     ], proc.stderr
 
 

@@ -122,6 +122,10 @@ class Sweep(Strict):
             problems += [(("params", key), f"method grid needs a finite set of values: use a choice or int domain, "
                                            f"or method random or tpe; received {d.model_dump()}", d.model_dump())
                          for key, d in self.params.items() if isinstance(d, (Uniform, LogUniform))]
+        if self.pruner is not None and self.metric.startswith("test_"):
+            problems.append((("pruner",), f"pruning needs an epoch-end metric, and {self.metric} is measured once "
+                                          f"after training; use a val_ metric or pruner: null; received "
+                                          f"{self.pruner.name}", self.pruner.name))
         raise_problems(problems)
         return self
 
@@ -200,7 +204,9 @@ def check_sweep(sweep: Sweep, fields: dict) -> Sweep:
     from runner.config.validate import validate
     from runner.errors import ConfigError
 
-    if any(name not in fields for name in ("name", "data", "model")):
+    from runner.config.schema import Config
+
+    if not set(Config.model_fields) - {"sweep"} <= set(fields):
         return sweep  # the spec itself is invalid; those problems are reported already
     raw = {name: to_jsonable_python(value) for name, value in fields.items()}
     problems = []
