@@ -18,7 +18,7 @@ def run(tmp_path_factory):
     from runner.run import run_experiment
 
     tmp = tmp_path_factory.mktemp("eval")
-    spec = digits_spec(tmp, callbacks={"tensorboard": None})
+    spec = digits_spec(tmp, callbacks={"tensorboard": None, "backup": None})
     cfg, _ = load_config(write_spec(tmp, spec))
     return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
 

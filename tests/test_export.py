@@ -21,7 +21,8 @@ def run(tmp_path_factory):
     from runner.run import run_experiment
 
     tmp = tmp_path_factory.mktemp("export")
-    spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]}, export=["onnx"])
+    spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]}, export=["onnx"],
+                       callbacks={"tensorboard": None, "checkpoint": None, "backup": None})
     spec["train"]["epochs"] = 5
     cfg, _ = load_config(write_spec(tmp, spec))
     return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
@@ -162,3 +163,34 @@ def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_p
     got, _ = litert_outputs(path / "export" / "model_int8.tflite", x)
     assert got.shape == (57, 1)  # one logit: binary_crossentropy
     assert np.mean((got[:, 0] > 0) == y) == pytest.approx(result["accuracy"])
+
+
+def test_a_format_that_cannot_carry_the_model_is_refused_and_the_others_still_go_out(tmp_path, capsys):
+    """Text preprocessing needs TensorFlow string ops: SavedModel carries them, ONNX Runtime cannot load them."""
+    from test_predict import write_text_folder
+
+    from runner import run_dir as rd
+    from runner.config import load_config
+    from runner.run import run_experiment
+
+    spec = {"name": "reviews", "seed": 1, "output": {"dir": str(tmp_path)}, "export": ["onnx", "saved_model"],
+            "callbacks": {"tensorboard": None, "checkpoint": None, "backup": None},
+            "data": {"source": "text_folder", "path": str(write_text_folder(tmp_path / "reviews")), "batch_size": 16,
+                     "preprocess": [{"text_vectorize": {"max_tokens": 50, "sequence_length": 8}}]},
+            "model": {"layers": [{"Embedding": {"input_dim": 50, "output_dim": 8}}, {"GlobalAveragePooling1D": {}},
+                                 {"Dense": {"units": 2}}]},
+            "train": {"epochs": 2}}
+    cfg, _ = load_config(write_spec(tmp_path, spec))
+    run = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), quiet=True).run_dir.path
+    warning = capsys.readouterr().err.strip().splitlines()[-1]
+    assert warning.startswith("warning: --format onnx: onnxruntime reading the exported file failed (")
+    assert warning.endswith("; the model takes text, and its text preprocessing needs TensorFlow string ops, "
+                            "which only the keras and saved_model formats carry; no file kept")
+    assert sorted(p.name for p in (run / "export").iterdir()) == ["export.json", "saved_model"]
+    manifest = json.loads((run / "export" / "export.json").read_text())
+    assert manifest["saved_model"]["ok"] is True and manifest["saved_model"]["max_abs_diff"] == 0.0
+    assert manifest["model.onnx"]["ok"] is False and f"warning: {manifest['model.onnx']['error']}" == warning
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+
+    assert main(["export", str(run), "--format", "onnx"]) == 2
+    assert capsys.readouterr().err.strip() == warning.removeprefix("warning: ")
