@@ -136,13 +136,13 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
 
         teacher_file = teacher_path(cfg.distill, cfg.seed)
 
-    # the lock comes first: a second process on the same run directory fails at once, before loading data
     # Only the chief writes the run directory. The other workers run the very same callbacks (their collective
     # ops must pair up with the chief's) and write into a temp dir instead
     if not chief:
         worker_dir = tempfile.TemporaryDirectory(prefix="dlrun-worker-")
         run_dir = rd.RunDir(worker_dir.name)
     run_dir = run_dir or rd.RunDir.create(cfg.output.dir, cfg.name)
+    # the lock comes first: a second process on the same run directory fails at once, before loading data
     with RunLock(run_dir.file(rd.LOCK)), Preemption() as preemption:
         start = Start()
         if run_dir.file(rd.CONFIG).exists():  # `dlrun resume DIR`, or `dlrun train SPEC --run-dir DIR` again
