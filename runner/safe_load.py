@@ -24,11 +24,13 @@ class Run:
 
     def model_file(self, checkpoint: str = "final") -> Path:
         path = self.path / CHECKPOINT_FILES[checkpoint]
-        if not path.is_file():
-            raise ConfigError(f"{self.path}: no {CHECKPOINT_FILES[checkpoint]} in this run directory "
-                              f"(--checkpoint {checkpoint}); choose one of: "
-                              + ", ".join(k for k, v in CHECKPOINT_FILES.items() if (self.path / v).is_file()))
-        return path
+        if path.is_file():
+            return path
+        if checkpoint == "final":
+            raise ConfigError(f"{self.path}: no {rd.MODEL}: the run has not finished; `dlrun resume {self.path}` "
+                              "finishes it, `dlrun eval --checkpoint last` evaluates its last epoch")
+        raise ConfigError(f"--checkpoint {checkpoint}: this run has no {CHECKPOINT_FILES[checkpoint]} (was "
+                          f"callbacks.checkpoint off?); leave --checkpoint out to evaluate {rd.MODEL}")
 
     def load_model(self, checkpoint: str = "final", unsafe: bool = False):
         return load_model(self.model_file(checkpoint), unsafe)

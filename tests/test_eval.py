@@ -67,6 +67,19 @@ def test_a_split_the_run_does_not_have_is_a_usage_error(run, tmp_path, capsys):
         "choose one of: train, validation")
 
 
+def test_missing_model_files_say_what_to_do(run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "model.keras"))
+    assert main(["eval", str(copy), "--checkpoint", "best"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--checkpoint best: this run has no checkpoints/best.keras (was callbacks.checkpoint off?); "
+        "leave --checkpoint out to evaluate model.keras")
+    assert main(["predict", str(copy), str(tmp_path / "x.npz")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{copy}: no model.keras: the run has not finished; `dlrun resume {copy}` finishes it, "
+        "`dlrun eval --checkpoint last` evaluates its last epoch")
+
+
 def test_not_a_run_directory(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
