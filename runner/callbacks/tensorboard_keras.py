@@ -158,7 +158,3 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         png = plots.png_bytes(plots.confusion_figure(cm, info.class_names, f"validation, epoch {epoch + 1}"))
         with self._val_writer.as_default():
             tf.summary.image(CONFUSION_TAG, _png_batch(png), step=epoch)
-
-def _png_batch(png: bytes):
-    return tf.expand_dims(tf.io.decode_png(png, channels=4), 0)
-
