@@ -188,3 +188,17 @@ def test_text_folder_trains_on_descr_lines_with_a_saved_vocabulary(tmp_path):
     assert vocab == reference.get_vocabulary() and len(vocab) > 300
     probs = model.predict(np.array(["Iris Setosa Versicolour Virginica petal sepal"], dtype=object), verbose=0)
     assert int(np.argmax(probs)) == sorted(TEXT_SETS).index("iris")
+
+
+def test_summary_describes_folders_without_decoding_them(tmp_path, capsys):
+    write_digit_pngs(tmp_path / "digits", per_class=2)
+    write_broken(tmp_path / "digits" / "5", 2)  # describe reads names and one image: broken files do not matter
+    assert main(["summary", str(write_spec(tmp_path, image_spec(tmp_path, tmp_path / "digits")))]) == 0
+    assert "input shape: [8, 8, 1]  task: classification  classes: 10" in capsys.readouterr().out
+    write_descr_folder(tmp_path / "texts")
+    from runner.data.sources.text_folder import describe_text_folder
+
+    cfg = load_config(str(write_spec(tmp_path, {"name": "t", "model": {"arch": "mlp"}, "data": {
+        "source": "text_folder", "path": str(tmp_path / "texts")}})), [])[0]
+    info = describe_text_folder(cfg.data)
+    assert (info.input_shape, info.input_dtype, info.class_names) == ((), "string", sorted(TEXT_SETS))
