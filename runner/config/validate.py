@@ -124,7 +124,7 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
         hint = did_you_mean(loc[-1], fields)
         others = [] if hint else _variants_with(root, loc)
         if others:
-            return path, f"'{loc[-2]}' takes no {loc[-1]}; it applies to {', '.join(others)} only"
+            return path, f"'{loc[-2]}' takes no {dotted(loc[-1:])}; it applies to {', '.join(others)} only"
         return path, "unknown key" + (hint or (f"; valid keys: {', '.join(fields)}" if fields else ""))
     if kind == "missing":
         return path, "required key is missing"
