@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import ClassVar, Literal, Optional, Union
 
@@ -43,12 +42,12 @@ class TensorBoard(Strict):
 
 
 @CALLBACKS.register("tensorboard", config=TensorBoard)
-def build(cfg: TensorBoard, ctx, initial_step: int | None = None):
+def build(cfg: TensorBoard, ctx):
     if not ctx.is_chief:
         return []
     from runner.callbacks.tensorboard_keras import RunTensorBoard
 
-    return [RunTensorBoard(cfg, ctx, initial_step)]
+    return [RunTensorBoard(cfg, ctx)]
 
 
 def scalar_hparams(config: dict, prefix: str = "") -> dict:

@@ -22,12 +22,12 @@ def _png_batch(png: bytes):
 class RunTensorBoard(keras.callbacks.TensorBoard):
     """Counts steps from the epoch (so a resumed fit continues its curves) and adds dlrun's summaries."""
 
-    def __init__(self, cfg, ctx, initial_step: int | None):
+    def __init__(self, cfg, ctx):
         profile = tuple(cfg.profile_steps) if cfg.profile_steps else 0
         super().__init__(log_dir=str(ctx.run_dir.subdir(rd.TENSORBOARD)), histogram_freq=cfg.histogram_freq,
                          update_freq=cfg.update_freq, write_graph=cfg.write_graph, profile_batch=profile)
         self.cfg, self.ctx = cfg, ctx
-        self.initial_step = initial_step
+        self.initial_step = None  # run.py sets the global step a resumed fit starts at, mid-epoch
         self.partial = False  # set by run.py while a resumed partial epoch runs as a fit of its own
         self._epoch_base = 0
         self._in_first_epoch = False  # of the current fit

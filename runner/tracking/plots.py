@@ -35,9 +35,9 @@ def read_history(path) -> list[dict]:
 
 def learning_curves(rows: list[dict]):
     """Loss and each metric, train vs validation, per epoch; the learning rate on a second axis of the loss."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
     from matplotlib.ticker import MaxNLocator
 
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     names = [c for c in columns if c not in NOT_CURVES and not c.startswith("val_")]
     names.sort(key=lambda n: n != "loss")
     fig = _figure(5.0 * max(1, len(names)), 4.0)
