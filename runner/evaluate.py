@@ -26,8 +26,8 @@ def split_arrays(data, split: str, batch_size: int):
 
 
 def as_model_input(x):
-    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects."""
-    if x.dtype != object:
+    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects, bytes or str."""
+    if x.dtype.kind not in "OSU":
         return x
     import tensorflow as tf
 

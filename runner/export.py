@@ -15,8 +15,6 @@ from runner.errors import ConfigError
 from runner.evaluate import as_model_input
 from runner.safe_load import Run, load_model
 
-FORMATS = ("keras", "saved_model", "onnx", "tflite")
-QUANTIZE = ("int8", "float16")
 EXPORT = "export"
 MANIFEST = "export.json"
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples

@@ -82,7 +82,7 @@ def _csv_rows(path: Path, n_features: int, cfg_data):
         except (ValueError, IndexError):
             raise DataError(f"{path}:{line}: expected {n_features} numbers; received {row}") from None
         names.append(f"{path}:{line}")
-    return names, np.asarray(values, dtype="float32")
+    return names, np.asarray(values, dtype="float32").reshape(-1, len(keep))
 
 
 def _npz(path: Path, key: str):
@@ -145,6 +145,8 @@ def read_inputs(paths, run: Run, model):
             raise DataError(f"{path}: inputs of shape {list(found[1].shape[1:])}, but the model takes {list(shape)}")
         names += found[0]
         batches.append(found[1] if dtype == "string" else found[1].astype(dtype))
+    if not names:
+        raise DataError(f"no examples in {', '.join(map(str, paths))}")
     return names, np.concatenate(batches)
 
 
@@ -167,7 +169,7 @@ def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[d
 
     model = run.load_model("final", unsafe)
     names, x = read_inputs(paths, run, model)
-    outputs = np.asarray(model.predict(as_model_input(x), batch_size=run.cfg.data.batch_size, verbose=0), dtype="float64")
+    outputs = model.predict(as_model_input(x), batch_size=run.cfg.data.batch_size, verbose=0).astype("float64")
     if run.info["task"] == "regression":
         return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
                 for n, row in zip(names, outputs)]

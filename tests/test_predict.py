@@ -116,6 +116,10 @@ def test_bad_inputs_are_explained_with_their_exit_codes(iris_run, tmp_path, caps
     wrong.write_text("1,2,3\n")
     assert main(["predict", str(iris_run), str(wrong)]) == 3
     assert capsys.readouterr().err.strip() == f"{wrong}: 3 feature columns but the model takes 4"
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("a,b,c,d\n")
+    assert main(["predict", str(iris_run), str(header_only)]) == 3
+    assert capsys.readouterr().err.strip() == f"no examples in {header_only}"
     assert main(["predict", str(iris_run), str(tmp_path / "missing.csv")]) == 3
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'missing.csv'}: input file not found"
     odd = tmp_path / "rows.xlsx"
