@@ -109,6 +109,9 @@ def test_keras_app_names_freeze_and_offline_imagenet_error(tmp_path, monkeypatch
         f"model.weights: the imagenet weights of MobileNetV2 are not in the Keras cache ({tmp_path}/models) and "
         f"could not be downloaded (offline?). Run once on a machine with internet and copy {tmp_path}/models "
         "here, or set model.weights: null")
+    with pytest.raises(ConfigError) as e:
+        _build({"arch": "keras_app", "name": "VGG16", "options": {"alpha": 0.5}}, (32, 32, 3), 10)
+    assert str(e.value) == "model.options: VGG16 VGG16() got an unexpected keyword argument 'alpha'"
     assert keras.config.backend() == "tensorflow"
 
 
@@ -153,7 +156,8 @@ ARCHS = {
     "resnet-v2-b": ({"arch": "resnet", "depth": 8, "version": 2, "shortcut": "B", "base_filters": 8}, "image"),
     "resnet9": ({"arch": "resnet9", "filters": [8, 16, 32, 32]}, "image"),
     "mobilenet": ({"arch": "mobilenet", "width_multiplier": 0.25, "blocks": [[64, 1], [128, 2], [256, 2]]}, "image"),
-    "keras_app": ({"arch": "keras_app", "name": "MobileNetV2", "weights": None}, "image"),
+    "keras_app": ({"arch": "keras_app", "name": "MobileNetV3Small", "weights": None,
+                   "options": {"alpha": 0.75, "minimalistic": True}}, "image"),
     "unet": ({"arch": "unet", "depth": 2, "base_filters": 8}, "mask"),
     "lstm": ({"arch": "lstm", "embed_dim": 16, "units": [16, 16]}, "text"),
     "gru": ({"arch": "gru", "embed_dim": 16, "units": [16]}, "text"),

@@ -18,6 +18,8 @@ class KerasApp(ArchCommon):
     freeze: Union[bool, NonNegInt] = Field(
         False, description="true: freeze the whole base (transfer learning); N: freeze all but its last N layers")
     pooling: Literal["avg", "max"] = Field("avg", description="global pooling of the base's last feature map")
+    options: dict[str, Union[float, int, bool, str]] = Field(
+        {}, description="more constructor arguments of that model, e.g. {alpha: 0.35} for MobileNetV2")
 
 
 def application(name: str):
@@ -45,9 +47,11 @@ def _load_base(cfg: KerasApp, shape):
     # keras.utils.get_file downloads without a timeout; offline must fail fast, never hang
     socket.setdefaulttimeout(10)
     try:
-        return build(include_top=False, weights=cfg.weights, input_shape=shape, pooling=cfg.pooling)
-    except ValueError as e:  # Keras's own checks on the input shape for this model and these weights
-        raise ConfigError(f"model.name: {cfg.name} cannot take inputs of shape {list(shape)}: "
+        return build(include_top=False, weights=cfg.weights, input_shape=shape, pooling=cfg.pooling, **cfg.options)
+    except TypeError as e:  # an argument this model's constructor does not take
+        raise ConfigError(f"model.options: {cfg.name} {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # Keras's own checks on the input shape, options and weights of this model
+        raise ConfigError(f"model.name: {cfg.name} cannot be built for inputs of shape {list(shape)}: "
                           f"{str(e).splitlines()[0]}") from None
     except Exception as e:  # keras.utils.get_file raises a bare Exception when the download fails
         if cfg.weights is None or not (isinstance(e, OSError) or "URL fetch failure" in str(e)):
