@@ -43,4 +43,5 @@ def model_summary(cfg) -> str:
     counts = parameter_counts(model)
     return (f"{buf.getvalue()}input shape: {list(info.input_shape)}  task: {info.task}  "
             f"classes: {info.num_classes}\n"
-            f"total parameters: {counts['total']:,}\ntrainable parameters: {counts['trainable']:,}")
+            f"total parameters: {counts['total']:,}\ntrainable parameters: {counts['trainable']:,} "
+            f"({counts['trainable'] / 1e6:.2f}M)")
