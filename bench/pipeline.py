@@ -1,6 +1,7 @@
 """Input pipeline benchmark: does the cifar10 recipe's pipeline keep its model fed?
 
-    .venv/bin/python bench/pipeline.py [--steps 30] [--rounds 3] [--spec experiments/cifar10.yaml]
+    .venv/bin/python bench/pipeline.py [--steps 10] [--epochs 3] [--rounds 3] [--spec experiments/cifar10.yaml]
+                                       [--set 'data.batch_augment=[mixup]' ...]
 
 The recipe's model, preprocessing, augmentation and batch size come from the spec, so the figures follow the
 recipe as it changes. The data is CIFAR-shaped: scikit-learn's digits upsampled to 32x32x3 uint8 (values
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="batches per timed epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per fit; the first is not timed")
     parser.add_argument("--rounds", type=int, default=3, help="model-only / end-to-end pairs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the spec, e.g. --set 'data.batch_augment=[mixup]' (repeatable)")
     args = parser.parse_args()
 
     import keras
@@ -99,7 +102,7 @@ def main() -> None:
     from runner.models import build_model, outputs_logits
     from runner.training.setup import compile_model, label_mode, resolve_speed
 
-    cfg, _ = load_config(str(ROOT / args.spec), [])
+    cfg, _ = load_config(str(ROOT / args.spec), args.overrides)
     keras.utils.set_random_seed(cfg.seed)
     x, y = cifar_shaped()
     info = DataInfo((32, 32, 3), "float32", "classification", 10, [str(i) for i in range(10)],

@@ -200,13 +200,16 @@ def _split(builder, name: str, text: str):
     return ds, n
 
 
+def _adapts(step) -> bool:
+    name = next(iter(type(step).model_fields))
+    return name == "text_vectorize" or (name == "normalize" and getattr(step, name).mean is None)
+
+
 def sample_inputs(ds, cfg):
     """The training inputs in memory, only when a preprocessing step adapts on them (text_vectorize, normalize)."""
     import numpy as np
 
-    adapting = [s for s in cfg.preprocess if next(iter(type(s).model_fields)) in ("text_vectorize", "normalize")]
-    if not any(getattr(getattr(s, "normalize", None), "mean", 0) is None or hasattr(s, "text_vectorize")
-               for s in adapting):
+    if not any(_adapts(step) for step in cfg.preprocess):
         return None
     return np.concatenate([x for x, _ in ds.batch(4096).as_numpy_iterator()])
 
