@@ -115,6 +115,19 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path, capsys):
     ]
 
 
+def test_loader_problems_are_reported_with_validation_problems(tmp_path, capsys):
+    spec = write_spec(tmp_path, "name: t\nname: u\ndata: {source: sklearn, name: digits, batch_size: !!int x}\n"
+                                "model: {arch: mlp, dropout: 2}\n")
+    assert _validate(capsys, spec) == (2, [
+        f"{shown(spec)}:2: name: duplicate key; first defined at line 1",
+        # the refused value is not reported a second time as `must be an integer; received None`
+        f"{shown(spec)}:3: data.batch_size: 'x' is not a valid !!int value; remove the tag or fix the value",
+        f"{shown(spec)}:4: model.dropout: must be < 1.0; received 2",
+    ])
+    spec = write_spec(tmp_path, "name: t\nname: u\ndata: {source: sklearn, name: digits}\nmodel: {arch: mlp}\n")
+    assert _validate(capsys, spec) == (2, [f"{shown(spec)}:2: name: duplicate key; first defined at line 1"])
+
+
 def test_a_flood_of_problems_is_capped(tmp_path, capsys):
     spec = write_spec(tmp_path, BASE + "".join(f"key{i}: 1\n" for i in range(MAX_REPORTED + 10)))
     code, lines = _validate(capsys, spec)

@@ -101,6 +101,14 @@ def dotted(path) -> str:
     return out
 
 
+def line_order(line: str):
+    """Sort key: problems of one file in line order; `--set` arguments after the file."""
+    where = line.partition(": ")[0]
+    file, _, number = where.rpartition(":")
+    argument = where.startswith("--set")
+    return (argument, file, int(number)) if number.isdigit() else (argument, where, 0)
+
+
 @dataclass
 class Loaded:
     """A raw spec and where each key path came from ('file:line' or '--set k=v')."""
@@ -108,6 +116,7 @@ class Loaded:
     data: dict
     where: dict = field(default_factory=dict)
     origin: str = "<spec>"
+    problems: list = field(default_factory=list)  # (key path or None, line) the loader kept for validation
 
     def locate(self, path) -> str:
         path = tuple(path)
@@ -209,8 +218,13 @@ def _precheck(text: str, shown: str, located: str | None = None) -> None:
         raise ConfigError(problems)
 
 
-def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), located=None):
-    """YAML text -> Python value; records 'shown:line' of every key path in `where`."""
+def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), located=None, kept: list | None = None):
+    """YAML text -> Python value; records 'shown:line' of every key path in `where`.
+
+    Syntax problems raise at once. Problems that leave a usable tree (a duplicate key keeps its first value, a
+    mistagged value becomes null) raise too, unless `kept` collects them as (key path or None, line) so that
+    validation can report them together with its own.
+    """
     _precheck(text, shown, located)
     loader = _Loader(text)
     try:
@@ -218,7 +232,7 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
     finally:
         loader.dispose()
     where = {} if where is None else where
-    problems: list[str] = []
+    problems: list[tuple[tuple | None, str]] = []
 
     def at(n):
         return located or f"{shown}:{n.start_mark.line + 1}"
@@ -227,8 +241,8 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
         """An explicit tag that contradicts the node (`!!seq {a: 1}`) is a problem, not a silent reinterpretation."""
         if n.tag in (f"tag:yaml.org,2002:{expected}", "!"):
             return False
-        problems.append(f"{at(n)}: {dotted(path) or '<top>'}: tag !!{n.tag.rsplit(':', 1)[-1]} does not fit a "
-                        f"{'mapping' if expected == 'map' else 'list'}; remove the tag")
+        problems.append((path, f"{at(n)}: {dotted(path) or '<top>'}: tag !!{n.tag.rsplit(':', 1)[-1]} does not "
+                                f"fit a {'mapping' if expected == 'map' else 'list'}; remove the tag"))
         return True
 
     def build(n, path):
@@ -238,18 +252,18 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
             out, first = {}, {}
             for knode, vnode in n.value:
                 if not isinstance(knode, ScalarNode):
-                    problems.append(f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
-                                    f"received a {'list' if isinstance(knode, SequenceNode) else 'mapping'}")
+                    problems.append((None, f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
+                                           f"received a {'list' if isinstance(knode, SequenceNode) else 'mapping'}"))
                     continue
                 key = loader.construct_object(knode, deep=True)
                 if not isinstance(key, str):
-                    problems.append(f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
-                                    f"received {key!r}")
+                    problems.append((None, f"{at(knode)}: {dotted(path) or '<top>'}: keys must be strings; "
+                                           f"received {key!r}"))
                     continue
                 line = knode.start_mark.line + 1
                 if key in first:
-                    problems.append(f"{at(knode)}: {dotted(path + (key,))}: duplicate key; "
-                                    f"first defined at line {first[key]}")
+                    problems.append((None, f"{at(knode)}: {dotted(path + (key,))}: duplicate key; "
+                                           f"first defined at line {first[key]}"))
                     continue
                 first[key] = line
                 where[path + (key,)] = at(knode)
@@ -266,13 +280,15 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
         try:
             return loader.construct_object(n, deep=True)
         except (ValueError, yaml.YAMLError):  # only an explicit tag (`!!int abc`) gets here
-            problems.append(f"{at(n)}: {dotted(path) or '<top>'}: {n.value!r} is not a valid "
-                            f"!!{n.tag.rsplit(':', 1)[-1]} value; remove the tag or fix the value")
+            problems.append((path, f"{at(n)}: {dotted(path) or '<top>'}: {n.value!r} is not a valid "
+                                   f"!!{n.tag.rsplit(':', 1)[-1]} value; remove the tag or fix the value"))
             return None
 
     value = None if node is None else build(node, tuple(prefix))
+    if problems and kept is None:
+        raise ConfigError([line for _, line in problems])
     if problems:
-        raise ConfigError(problems)
+        kept.extend(problems)
     return value
 
 
@@ -286,16 +302,17 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return out
 
 
-def _load_file(path: Path, chain: list[str]) -> tuple[dict, dict]:
+def _load_file(path: Path, chain: list[str], kept: list) -> tuple[dict, dict]:
     shown = display_path(path)
     text = _read_text(path, chain)
     where: dict = {}
-    data = parse_yaml(text, shown, where)
-    if data is None:
+    data = parse_yaml(text, shown, where, kept=kept)
+    if data is None and not kept:
         raise ConfigError(f"{shown}: the file is empty; a spec is a YAML mapping (name:, data:, model: ...)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{shown}:1: the top level must be a mapping of keys (name:, data:, model: ...); "
-                          f"received a {type(data).__name__}")
+        raise ConfigError(sorted([line for _, line in kept] + [
+            f"{shown}:1: the top level must be a mapping of keys (name:, data:, model: ...); "
+            f"received {'null' if data is None else 'a ' + type(data).__name__}"], key=line_order))
     parents = data.pop("extends", None)
     if parents is None:
         return data, where
@@ -316,7 +333,7 @@ def _load_file(path: Path, chain: list[str]) -> tuple[dict, dict]:
         if not target.exists():
             raise ConfigError(f"{at}: extends: file not found: {parent} "
                               f"(chain: {' -> '.join(here + [display_path(target)])})")
-        base, base_where = _load_file(target, here)
+        base, base_where = _load_file(target, here, kept)
         merged = _deep_merge(merged, base)
         merged_where.update(base_where)
     merged_where.update(where)
@@ -365,8 +382,9 @@ def apply_set(loaded: Loaded, override: str) -> None:
 def load_spec(path: str | os.PathLike, overrides=()) -> Loaded:
     """Read a spec file, resolve `extends`, apply `--set` overrides: defaults come from the schema."""
     p = Path(path)
-    data, where = _load_file(p, [])
-    loaded = Loaded(data, where, display_path(p))
+    kept: list = []
+    data, where = _load_file(p, [], kept)
+    loaded = Loaded(data, where, display_path(p), kept)
     for override in overrides:
         apply_set(loaded, override)
     return loaded

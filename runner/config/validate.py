@@ -8,7 +8,7 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from runner.config.load import Loaded, dotted
+from runner.config.load import Loaded, dotted, line_order
 from runner.errors import ConfigError
 from runner.registry import did_you_mean, unknown_name_message
 
@@ -169,22 +169,19 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
     return path, message if "received" in message else f"{message}; received {_received(value)}"
 
 
-def _line_order(line: str):
-    """Sort key: problems of one file in line order; `--set` arguments after the file."""
-    where, _, rest = line.partition(": ")
-    file, _, number = where.rpartition(":")
-    return (where.startswith("--set"), file, int(number)) if number.isdigit() else (where.startswith("--set"), where, 0)
-
-
 def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
     """One line per problem, in file order; after MAX_REPORTED lines the rest are counted."""
     by_path: dict[tuple, list[str]] = {}
     errors = error.errors(include_url=False)
+    # a value the loader already refused (`!!int abc`, now null) needs no second line
+    refused = [p for p, _ in loaded.problems if p is not None]
     shown = 0
     for err in errors:
         if shown >= MAX_REPORTED:
             break
         path, rule = _rule(err, root, loaded.data)
+        if any(path[:len(p)] == p for p in refused):
+            continue
         by_path.setdefault(path, [])
         if rule not in by_path[path]:
             by_path[path].append(rule)
@@ -198,7 +195,8 @@ def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
             rules = [f"must be {' or '.join(kinds)}; received {received}"]
         for rule in rules:
             lines.append(f"{loaded.locate(path)}: {dotted(path) or '<top>'}: {rule}")
-    lines.sort(key=_line_order)
+    lines += [line for _, line in loaded.problems]
+    lines.sort(key=line_order)
     if shown >= MAX_REPORTED and len(errors) > shown:
         lines.append(f"... and up to {len(errors) - shown} more problems; fix these first")
     return lines
@@ -213,7 +211,8 @@ def validate(loaded: Loaded):
         cfg = Config.model_validate(loaded.data)
     except ValidationError as e:
         raise ConfigError(format_errors(e, loaded, Config)) from None
-    problems = [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in cross_checks(cfg)]
+    problems = [line for _, line in loaded.problems]
+    problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in cross_checks(cfg)]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=line_order))
     return cfg
