@@ -180,23 +180,27 @@ def test_early_stopping_resumed_stops_at_the_same_epoch_and_keeps_the_best_check
         assert [path, *(np.array_equal(a, b) for a, b in zip(got, want))] == [path, *[True] * len(want)]
 
 
-def test_resume_with_a_changed_config_is_refused_with_the_differing_keys(tmp_path, killing):
+def test_resume_with_a_changed_config_is_refused_with_the_differing_keys(tmp_path):
+    from runner.config import load_config, render
+    from runner.errors import ConfigError
+
     run = tmp_path / "run"
-    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "4")
-    with pytest.raises(Killed):
-        train_in_process(run, spec(tmp_path))
+    run.mkdir()
+    cfg, _ = load_config(write_spec(tmp_path, spec(tmp_path)))
+    (run / "config.yaml").write_text(render(cfg))  # what the interrupted run wrote first
     changed = spec(tmp_path, lr={"schedule": "cosine", "base": 0.01, "warmup_epochs": 1})
     changed["data"]["batch_size"] = 32
     changed["output"] = {"dir": str(tmp_path / "elsewhere")}  # allowed to differ
-    proc = run_cli("train", write_spec(tmp_path, changed, "changed.yaml"), "--run-dir", run, check_code=2)
-    first = (f"{run}/config.yaml: resume refused: the config differs from the run's in 2 keys (only output, "
-             "callbacks.tensorboard, callbacks.backup, export may change, and train.epochs may grow):")
-    lines = proc.stderr.splitlines()
-    assert lines[lines.index(first):] == [
-        first,
+    with pytest.raises(ConfigError) as caught:
+        train_in_process(run, changed)
+    assert caught.value.exit_code == 2
+    assert caught.value.problems == [
+        f"{run}/config.yaml: resume refused: the config differs from the run's in 2 keys (only output, "
+        "callbacks.tensorboard, callbacks.backup, export may change, and train.epochs may grow):",
         "  data.batch_size: 64 -> 32",
         "  train.lr.base: 0.003 -> 0.01",
         "train into a new run directory to use a different config"]
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "dlrun.lock"]
 
 
 def test_config_differences_allow_growing_epochs_and_output_keys_only():
@@ -213,12 +217,17 @@ def test_config_differences_allow_growing_epochs_and_output_keys_only():
         "train.lr.base: 0.003 -> 0.01"]
 
 
-def test_resume_of_a_completed_run_with_more_epochs_continues_it(tmp_path, reference):
+def test_resume_of_a_completed_run_with_more_epochs_continues_it(tmp_path, reference, capsys):
+    from runner.cli import main
+
     run = tmp_path / "run"
     shutil.copytree(reference, run)
-    proc = run_cli("resume", run, "--set", "train.epochs=4", check_code=0)
-    assert f"resuming {run} at epoch {EPOCHS + 1}, step 0 (global step {EPOCHS * STEPS})" in proc.stderr
+    assert main(["resume", str(run), "--set", "train.epochs=4"]) == 0
+    captured = capsys.readouterr()
+    assert f"resuming {run} at epoch {EPOCHS + 1}, step 0 (global step {EPOCHS * STEPS})" in captured.err
+    assert captured.out.endswith(f"run directory: {run}\n")
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert rows[:EPOCHS] == history(reference)
     assert final_state(run)[0]["global_step"] == 4 * STEPS
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": EPOCHS, "step": EPOCHS * STEPS}

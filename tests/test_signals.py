@@ -96,6 +96,7 @@ def test_sigint_backs_up_and_exits_130(tmp_path):
     assert_preempted(run, log, "SIGINT")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
     ["unshare", "-fp", "--mount-proc", "true"], capture_output=True).returncode != 0,
     reason="needs unshare with PID namespaces (root)")
