@@ -270,7 +270,7 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
             write_hparams(run_dir)
         # ---- tracking: end ----
         # ---- export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved ----
-        if cfg.export:
+        if cfg.export and chief:  # other workers' run dirs are throwaway temp dirs
             from runner.export import export_run, format_results
             from runner.safe_load import open_run
 
