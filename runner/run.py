@@ -65,6 +65,7 @@ class _Fit:
                 cb.initial_step = initial_step
 
     def run_from(self, start, train_from) -> None:
+        self._partial(False, 0, None)  # a NaN rollback may have interrupted a resume's shortened first fit
         if start.backup is not None:
             meta, arrays = start.backup
             self.backup_cb.pending = start.backup
@@ -74,7 +75,6 @@ class _Fit:
         epoch, position = start.epoch, start.position
         if start.stopped or epoch >= self.epochs:
             # nothing left to train: a fit of no epochs restores the backup and runs the train-end callbacks
-            self._partial(False, 0, None)
             self._fit(train_from(position), epoch, epoch, self.steps)
             return
         if start.step:
@@ -108,7 +108,7 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
     import tensorflow as tf
 
     from runner.callbacks import CallbackContext, build_callbacks, monitor_mode
-    from runner.callbacks.backup import make_backup_callback
+    from runner.callbacks.backup import AttributeState, make_backup_callback
     from runner.callbacks.progress import NanGuard, NonFiniteLoss, Progress
     from runner.data.augment import augment_fn
     from runner.data.build import build_data
@@ -199,6 +199,9 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         nan_guard = NanGuard(steps)
         user_callbacks = build_callbacks(cfg.callbacks, ctx)
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
+        for cb in user_callbacks:  # Keras's own counters, reset by its on_train_begin
+            if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
+                stateful[type(cb).__name__] = AttributeState(cb, ("wait", "cooldown_counter", "best"))
         backup_cb = make_backup_callback(run_dir.file(rd.BACKUP), cfg.callbacks.backup and cfg.callbacks.backup.every,
                                          steps, batches_per_epoch, stateful, preemption)
         # backup last: it saves the others' state; extra_callbacks come from the caller (a sweep trial's pruning)

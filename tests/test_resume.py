@@ -231,3 +231,21 @@ def test_resume_of_a_completed_run_with_more_epochs_continues_it(tmp_path, refer
     assert rows[:EPOCHS] == history(reference)
     assert final_state(run)[0]["global_step"] == 4 * STEPS
     assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": EPOCHS, "step": EPOCHS * STEPS}
+
+
+def test_reduce_on_plateau_counters_survive_the_reset_of_a_new_fit():
+    import keras
+
+    from runner.callbacks.backup import AttributeState
+
+    before = keras.callbacks.ReduceLROnPlateau(patience=3)
+    before.wait, before.cooldown_counter, before.best = 2, 1, np.float32(0.25)
+    state, arrays = AttributeState(before, ("wait", "cooldown_counter", "best")).get_state()
+    assert state == {"wait": 2, "cooldown_counter": 1, "best": 0.25} and arrays == []
+
+    after = keras.callbacks.ReduceLROnPlateau(patience=3)
+    restored = AttributeState(after, ("wait", "cooldown_counter", "best"))
+    restored.set_state(json.loads(json.dumps(state)), [])  # as read back from a backup's metadata
+    after.on_train_begin()  # Keras resets the counters here
+    restored.apply_pending()  # BackupCallback.on_train_begin, the last callback, then restores them
+    assert (after.wait, after.cooldown_counter, after.best) == (2, 1, 0.25)

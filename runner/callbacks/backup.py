@@ -103,6 +103,27 @@ def write_backup(path: Path, meta: dict, arrays: dict) -> None:
     rd.atomic_write(path, write, mode="wb")
 
 
+class AttributeState:
+    """Backup state of a Keras callback whose state is plain attributes that its on_train_begin resets."""
+
+    def __init__(self, callback, names: tuple):
+        self.callback, self.names, self.pending = callback, names, None
+
+    def get_state(self):
+        values = {n: getattr(self.callback, n) for n in self.names}
+        return {n: v if v is None or isinstance(v, int) else float(v) for n, v in values.items()}, []
+
+    def set_state(self, state: dict, arrays) -> None:
+        self.pending = state
+
+    def apply_pending(self) -> None:
+        """Called from BackupCallback.on_train_begin, which runs after every other callback's reset."""
+        if self.pending is not None:
+            for name, value in self.pending.items():
+                setattr(self.callback, name, value)
+            self.pending = None
+
+
 def _test_hook(name: str) -> int | None:
     value = os.environ.get(name)
     return int(value) if value else None
@@ -221,7 +242,10 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
                 except BackupInvalid as e:
                     raise EnvironmentProblem(f"backup {meta['file']} does not fit this model: {e}") from None
                 self._apply_lr_scale(meta["lr_scale"])
-            elif self.every is not None and not backup_files(self.folder):
+            for state in self.stateful.values():
+                if isinstance(state, AttributeState):
+                    state.apply_pending()
+            if self.pending is None and self.every is not None and not backup_files(self.folder):
                 self.save(0, 0)  # the initial state: a NaN rollback or a resume always has a backup to go to
 
         def _apply_lr_scale(self, saved_scale: float) -> None:
