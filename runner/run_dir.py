@@ -9,6 +9,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from runner import writer
 from runner.errors import EnvironmentProblem
 
 CONFIG = "config.yaml"
@@ -30,6 +31,7 @@ os.umask(_UMASK)
 
 def atomic_write(path: Path, write, mode: str = "w") -> None:
     """Write via a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
+    writer.flush()  # after the queued background writes (a newer file is never overwritten by an older one)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -65,6 +67,7 @@ def discard_temp_files(folder: Path) -> None:
 
 def atomic_save(path: Path, save) -> None:
     """Like atomic_write for writers that take a file name (model.save): `save(tmp_path)`."""
+    writer.flush()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -13,6 +14,7 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import Field
 
+from runner import writer
 from runner.callbacks.registry import CALLBACKS
 from runner.config.base import PositiveInt, Strict
 
@@ -41,7 +43,8 @@ def backup_path(folder: Path, global_step: int) -> Path:
 
 
 def backup_files(folder: Path) -> list[Path]:
-    """Backups newest first (the global step is in the name, zero-padded)."""
+    """Backups newest first (the global step is in the name, zero-padded), queued ones included."""
+    writer.wait()
     return sorted(Path(folder).glob("backup-*.npz"), reverse=True)
 
 
@@ -101,6 +104,12 @@ def write_backup(path: Path, meta: dict, arrays: dict) -> None:
         f.write(data)
 
     rd.atomic_write(path, write, mode="wb")
+
+
+def _write_and_prune(folder: Path, path: Path, meta: dict, arrays: dict) -> None:
+    write_backup(path, meta, arrays)
+    for old in backup_files(folder)[KEEP:]:  # only once the new one is complete
+        old.unlink(missing_ok=True)
 
 
 class AttributeState:
@@ -216,11 +225,14 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
                     "counts": {prefix: len(v) for prefix, v in self._groups()},
                     "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations))}
             path = backup_path(self.folder, global_step)
-            write_backup(path, meta, arrays)
-            for old in backup_files(self.folder)[KEEP:]:  # only once the new one is complete
-                old.unlink(missing_ok=True)
+            if stopped or self.every != "epoch":
+                # the process exits next, or `every: N steps` promises a SIGKILL loses at most N steps: on disk now
+                _write_and_prune(self.folder, path, meta, arrays)
+            else:  # beside the training loop (runner/writer.py), from copies: get_state hands out live objects
+                writer.submit(_write_and_prune, self.folder, path, copy.deepcopy(meta), copy.deepcopy(arrays))
             self.last_saved = global_step
             if self._kill_after is not None and self._kill_after == global_step:
+                writer.flush()
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: killed right after a backup
             return path
 

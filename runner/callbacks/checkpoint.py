@@ -23,6 +23,7 @@ def _make(cfg: Checkpoint, ctx):
     import keras
 
     from runner import run_dir as rd
+    from runner.writer import save_model  # in the background: the loop pays for a copy
 
     class AtomicCheckpoint(keras.callbacks.Callback):
         def __init__(self):
@@ -46,11 +47,11 @@ def _make(cfg: Checkpoint, ctx):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             if cfg.save_last:
-                rd.atomic_save(self.folder / rd.LAST, self.model.save)
+                save_model(self.model, self.folder / rd.LAST)
             value = logs.get(self.monitor)
             if cfg.save_best and value is not None and math.isfinite(value) and self._better(value):
                 self.best, self.best_epoch = float(value), epoch + 1
-                rd.atomic_save(self.folder / rd.BEST, self.model.save)
+                save_model(self.model, self.folder / rd.BEST)
 
     return AtomicCheckpoint()
 

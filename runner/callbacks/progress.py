@@ -11,6 +11,7 @@ import time
 import keras
 
 from runner import run_dir as rd
+from runner.writer import submit
 
 
 class Progress(keras.callbacks.Callback):
@@ -56,8 +57,9 @@ class Progress(keras.callbacks.Callback):
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(self.rows)
-        self.run_dir.write_text(rd.HISTORY, buf.getvalue())
-        self.run_dir.write_json(rd.STATUS, self.status("running", epoch + 1))
+        # written beside the training loop (runner/writer.py), from the fresh text and dict built here
+        submit(self.run_dir.write_text, rd.HISTORY, buf.getvalue())
+        submit(self.run_dir.write_json, rd.STATUS, self.status("running", epoch + 1))
         # measured after the writes: the throughput figure includes callbacks and artifacts
         self.epoch_seconds.append(time.perf_counter() - self._t0)
 

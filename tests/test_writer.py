@@ -1,0 +1,58 @@
+"""Background artifact writes: in order, atomic, complete before a synchronous write, errors raised, snapshots."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runner import run_dir as rd
+from runner import writer
+
+
+def test_a_synchronous_write_waits_for_the_queued_ones(tmp_path):
+    run = rd.RunDir(tmp_path)
+    for epoch in range(1, 51):
+        writer.submit(run.write_json, rd.STATUS, {"state": "running", "epoch": epoch})
+    run.write_json(rd.STATUS, {"state": "completed", "epoch": 50})  # must not be overtaken by epoch 50's
+    assert json.loads((tmp_path / rd.STATUS).read_text()) == {"state": "completed", "epoch": 50}
+    assert [p.name for p in tmp_path.iterdir()] == [rd.STATUS]  # no temp files left
+
+
+def test_a_failed_background_write_is_raised_at_the_next_flush(tmp_path):
+    run = rd.RunDir(tmp_path / "missing")
+    writer.submit(run.write_text, rd.HISTORY, "epoch\n1\n")
+    with pytest.raises(FileNotFoundError) as e:  # from atomic_write's temp file, in the writer thread
+        writer.flush()
+    assert e.value.filename.startswith(f"{tmp_path / 'missing'}/.{rd.HISTORY}.")
+    writer.flush()  # raised once; the writer keeps working
+    writer.submit(rd.RunDir(tmp_path).write_text, rd.HISTORY, "epoch\n1\n")
+    writer.flush()
+    assert (tmp_path / rd.HISTORY).read_text() == "epoch\n1\n"
+
+
+def test_background_checkpoint_is_the_model_at_the_time_of_the_call(tmp_path):
+    import keras
+
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 1)), layers.Rescaling(1 / 16), layers.Conv2D(8, 3),
+                              layers.Flatten(), layers.Dropout(0.3), layers.Dense(10)])
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, 100)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 8, 8, 1), "float32") * 16, rng.integers(0, 10, 64)
+    model.fit(x, y, verbose=0)
+    writer.save_model(model, tmp_path / "background.keras")  # the first call builds the twin
+    model.fit(x, y, verbose=0)
+    writer.save_model(model, tmp_path / "snapshot.keras")
+    model.save(tmp_path / "reference.keras")
+    model.fit(x, y, verbose=0)  # changes every variable while the snapshot may still be queued
+    writer.flush()
+
+    saved, reference = (keras.saving.load_model(tmp_path / f) for f in ("snapshot.keras", "reference.keras"))
+    assert all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), reference.get_weights()))
+    assert [np.asarray(v).tolist() for v in saved.optimizer.variables] == \
+        [np.asarray(v).tolist() for v in reference.optimizer.variables]
+    assert int(saved.optimizer.iterations) == 4
+    assert saved.get_compile_config() == reference.get_compile_config()
