@@ -201,3 +201,17 @@ def test_recipe_runs_one_epoch_on_mock_data(tmp_path, recipe, no_network):
     assert metrics["epochs_run"] == 1 and np.isfinite(metrics["train"]["loss"])
     assert env["data"]["cardinality"] == {"train": 32, "validation": 32, "test": 32}
     assert [env["data"]["input_shape"], env["data"]["input_dtype"]] == list(RECIPES[recipe])
+
+
+def test_manual_dir_archive_with_a_wrong_checksum_is_a_data_error(tmp_path, no_network):
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (manual / name).write_bytes(b"not the MNIST archive")
+    # tfds checks the archives concurrently: whichever it meets first is named
+    with pytest.raises(DataError, match=rf"^data.name: TFDS data set 'mnist': {manual}/(train|t10k)-(images|labels)-"
+                                        r"idx[13]-ubyte.gz is not the expected archive \(its checksum differs\); "
+                                        r"replace it with the original file$"):
+        ensure_available(tfds_cfg(tmp_path, "mnist").data)
+    assert no_network == []

@@ -140,7 +140,14 @@ def _prepare(cfg: TfdsData, root: Path, builder) -> None:
         if missing:
             raise DataError(f"data.name: TFDS data set '{cfg.name}': the manual dir {manual} lacks "
                             f"{', '.join(missing)}; put every raw archive there, or empty it to download")
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+        from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+        try:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+        except NonMatchingChecksumError as e:
+            bad = next((name for name in sorted(_file_name(u, i) for u, i in infos.items()) if name in str(e)), "")
+            raise DataError(f"data.name: TFDS data set '{cfg.name}': {manual / bad} is not the expected archive "
+                            "(its checksum differs); replace it with the original file") from None
         return
     if cfg.download is False:
         raise _offline_error(cfg, root, "data.download is false", builder)
