@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Optional
 
@@ -97,13 +98,15 @@ def aggregate(folds: list[dict], kfold: KFold, fold_sizes: list[int]) -> dict:
     return {**out, "std": std, "epochs_run": sum(f.get("epochs_run", 0) for f in folds), "best": best,
             "kfold": {"k": kfold.k, "stratified": kfold.stratified, "folds_run": len(folds),
                       "fold_sizes": fold_sizes},
-            "folds": folds, "wall_s": sum(f.get("wall_s") or 0.0 for f in folds)}
+            "folds": folds}
 
 
 def run_kfold(cfg, run_dir=None, spec_path=None, quiet: bool = False, extra_callbacks=()):
     """Train one model per fold into RUN_DIR/folds/fold-<i>/ (each a normal run directory), then write the
     mean and std of every metric to RUN_DIR/metrics.json. An extra callback with `stop_all` set (a pruned
     sweep trial) ends the cross-validation after the current fold."""
+    import keras
+
     from runner import run_dir as rd
     from runner.config import render
     from runner.run import RunResult, run_experiment
@@ -115,7 +118,10 @@ def run_kfold(cfg, run_dir=None, spec_path=None, quiet: bool = False, extra_call
     folds, sizes, epochs = [], [], 0
     try:
         for fold in range(cfg.data.kfold.k):
+            keras.backend.clear_session()  # each fold's model starts from a clean Keras state
             fold_dir = rd.RunDir.at(run_dir.path / "folds" / f"fold-{fold + 1}")
+            if not quiet:
+                print(f"dlrun: fold {fold + 1}/{cfg.data.kfold.k} -> {fold_dir.path}", file=sys.stderr, flush=True)
             result = run_experiment(with_fold(cfg, fold), fold_dir, spec_path=spec_path, quiet=quiet,
                                     extra_callbacks=extra_callbacks)
             folds.append({"run_dir": str(fold_dir.path), **result.metrics})

@@ -244,8 +244,11 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         trial.set_user_attr("host", socket.gethostname())
         shown = ", ".join(f"{k}={_shown(v)}" for k, v in params.items())
         _say(f"trial {trial.number}: {shown} -> {run_dir.path}")
+        import keras
+
         from runner.sweep.pruning import TrialReporter
 
+        keras.backend.clear_session()  # as Keras Tuner does: no trial inherits the graphs and names of the last
         reporter = TrialReporter(trial, sweep.metric, prune=sweep.pruner is not None)
         if trial_cfg.data.kfold is not None:
             from runner.data.kfold import run_kfold as train
