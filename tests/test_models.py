@@ -235,5 +235,5 @@ print(json.dumps(out))
 @pytest.mark.slow
 def test_summary_of_the_cifar10_recipe_is_resnet20_offline():
     proc = run_cli("summary", "experiments/cifar10.yaml", check_code=0)
-    assert "trainable parameters: 269,722" in proc.stdout  # 0.27M, He et al. 2016 Table 6
+    assert "trainable parameters: 269,722 (0.27M)" in proc.stdout  # He et al. 2016, Table 6
     assert "input shape: [32, 32, 3]  task: classification  classes: 10" in proc.stdout
