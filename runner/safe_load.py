@@ -78,17 +78,15 @@ def lambda_layers(path: Path) -> list[str]:
 
 
 def load_model(path, unsafe: bool = False):
-    """keras.saving.load_model with safe_mode on unless `unsafe`; refusals become a ConfigError (exit 2).
-
-    compile=False: eval recompiles with the spec's own loss and metrics, and predict/export need no training
-    state, so checkpoints saved with dlrun's custom metrics load without them.
-    """
+    """keras.saving.load_model with safe_mode on unless `unsafe`; refusals become a ConfigError (exit 2)."""
     import keras
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: model file not found")
     try:
+        # compile=False: eval recompiles with the spec's loss and metrics and predict/export need no training
+        # state, so checkpoints compiled with dlrun's own metric classes load without them
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as e:
         if unsafe or "safe_mode" not in str(e):
