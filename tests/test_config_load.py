@@ -38,10 +38,10 @@ def test_non_finite_numbers_load_and_are_left_to_validation():
     ("!!float 1_0", "x.yaml:1: a: '1_0' is not a valid !!float value; remove the tag or fix the value"),
     ("!!seq {b: 1}", "x.yaml:1: a: tag !!seq does not fit a mapping; remove the tag"),
     ("!!str [1]", "x.yaml:1: a: tag !!str does not fit a list; remove the tag"),
-    ("!!binary aGk=", "x.yaml:1: tag 'tag:yaml.org,2002:binary' is not allowed; "
+    ("!!binary aGk=", "x.yaml:1: a: tag 'tag:yaml.org,2002:binary' is not allowed; "
                       "specs hold plain values, maps and lists only"),
-    ("!!python/name:os.system ''", "x.yaml:1: tag 'tag:yaml.org,2002:python/name:os.system' is not allowed; "
-                                   "specs hold plain values, maps and lists only"),
+    ("!!python/name:os.system ''", "x.yaml:1: a: tag 'tag:yaml.org,2002:python/name:os.system' is not "
+                                   "allowed; specs hold plain values, maps and lists only"),
 ])
 def test_explicit_tags_are_checked(text, problem):
     assert _problems(lambda: parse_yaml(f"a: {text}\n", "x.yaml")) == [problem]
@@ -54,7 +54,17 @@ def test_explicit_standard_tags_that_fit_are_accepted():
 
 def test_nesting_far_beyond_the_limit_is_one_problem_not_a_recursion_error():
     text = "a: " + "[" * 100_000 + "]" * 100_000 + "\n"
-    assert _problems(lambda: parse_yaml(text, "x.yaml")) == ["x.yaml:1: nesting deeper than 64 levels"]
+    assert _problems(lambda: parse_yaml(text, "x.yaml")) == ["x.yaml:1: a[0][0]...: nesting deeper than 64 levels"]
+
+
+def test_problems_found_in_the_event_stream_name_their_key_path():
+    text = "data:\n  augment:\n    - random_flip\n    - !flip {mode: x}\n  name: &n digits\n? !k key\n: v\n"
+    assert _problems(lambda: parse_yaml(text, "x.yaml")) == [
+        "x.yaml:4: data.augment[1]: tag '!flip' is not allowed; specs hold plain values, maps and lists only",
+        "x.yaml:5: data.name: YAML anchors and aliases (&n) are not supported, since they can expand "
+        "exponentially; use `extends:` to share settings",
+        "x.yaml:6: <top>: tag '!k' is not allowed; specs hold plain values, maps and lists only",
+    ]
 
 
 def test_nesting_at_the_limit_loads():
@@ -67,7 +77,7 @@ def test_nesting_at_the_limit_loads():
 def test_node_count_limit():
     text = "a: [" + ", ".join(["1"] * (MAX_NODES + 5)) + "]\n"
     assert _problems(lambda: parse_yaml(text, "x.yaml")) == [
-        f"x.yaml:1: more than {MAX_NODES} values; a spec is a small file "
+        f"x.yaml:1: a[{MAX_NODES - 3}]: more than {MAX_NODES} values; a spec is a small file "
         "(put bulk data in a data file and point data.path at it)"]
 
 
@@ -185,9 +195,9 @@ def test_set_into_a_list_item():
     ("=5", "--set =5: expected KEY=VALUE with a dotted key, such as train.epochs=5"),
     ("train..epochs=5", "--set train..epochs=5: expected KEY=VALUE with a dotted key, such as train.epochs=5"),
     ("seed=[1", "--set seed=[1: invalid YAML: did not find expected ',' or ']'"),
-    ("seed=*a", "--set seed=*a: YAML anchors and aliases (*a) are not supported, since they can expand "
+    ("seed=*a", "--set seed=*a: seed: YAML anchors and aliases (*a) are not supported, since they can expand "
                 "exponentially; use `extends:` to share settings"),
-    ("seed=!!python/object:os.system x", "--set seed=!!python/object:os.system x: tag "
+    ("seed=!!python/object:os.system x", "--set seed=!!python/object:os.system x: seed: tag "
                                          "'tag:yaml.org,2002:python/object:os.system' is not allowed; "
                                          "specs hold plain values, maps and lists only"),
     ("data={a: 1, a: 2}", "--set data={a: 1, a: 2}: data.a: duplicate key; first defined at line 1"),

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, NodeEvent
+from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, DocumentStartEvent, MappingStartEvent,
+                         NodeEvent)
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from runner.errors import ConfigError
@@ -162,50 +163,89 @@ def _read_text(path: Path, chain: list[str]) -> str:
                           "save the file as UTF-8") from None
 
 
-def _precheck(text: str, shown: str, located: str | None = None) -> None:
+class _KeyPaths:
+    """The key path of each node of a YAML event stream, so problems found before any tree exists say where."""
+
+    def __init__(self, prefix=()):
+        self.prefix = tuple(prefix)
+        self.frames: list[list] = []  # [is_map, path, key, expecting_a_key, index]
+
+    def depth(self) -> int:
+        return len(self.frames)
+
+    def enter(self, event) -> tuple:
+        """The path of the node this event starts (a mapping's key is placed at the mapping itself)."""
+        if not self.frames:
+            path = self.prefix
+        else:
+            is_map, parent, key, expecting_key, index = self.frames[-1]
+            path = parent if is_map and expecting_key else parent + ((key,) if is_map else (index,))
+        if isinstance(event, CollectionStartEvent):
+            self.frames.append([isinstance(event, MappingStartEvent), path, None, True, 0])
+        else:
+            self._done(getattr(event, "value", None))
+        return path
+
+    def leave(self) -> None:
+        self.frames.pop()
+        self._done(None)
+
+    def _done(self, scalar) -> None:
+        if not self.frames:
+            return
+        frame = self.frames[-1]
+        if frame[0] and frame[3]:
+            frame[2], frame[3] = scalar if isinstance(scalar, str) else "?", False
+        elif frame[0]:
+            frame[3] = True
+        else:
+            frame[4] += 1
+
+
+def _precheck(text: str, shown: str, located: str | None = None, prefix=()) -> None:
     """Reject tags, anchors/aliases, deep nesting, huge node counts and extra documents from the
     event stream, before any tree is built."""
-    depth = nodes = documents = 0
+    nodes = documents = 0
     anchored = False
     problems = []
+    paths = _KeyPaths(prefix)
 
-    def at(event):
-        return located or f"{shown}:{event.start_mark.line + 1}"
+    def at(event, path):
+        return f"{located or f'{shown}:{event.start_mark.line + 1}'}: {dotted(path) or '<top>'}"
 
     try:
         for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, DocumentStartEvent):
                 documents += 1
                 if documents > 1:
-                    problems.append(f"{at(event)}: a spec is a single YAML document; "
-                                    "remove the second document (after '---') or move it to its own file")
+                    problems.append(f"{located or f'{shown}:{event.start_mark.line + 1}'}: a spec is a single "
+                                    "YAML document; remove the second document (after '---') or move it to its "
+                                    "own file")
                     break
-            if isinstance(event, NodeEvent):
-                nodes += 1
-                if nodes > MAX_NODES:
-                    problems.append(f"{at(event)}: more than {MAX_NODES} values; a spec is a small file "
-                                    "(put bulk data in a data file and point data.path at it)")
-                    break
-                if event.anchor is not None and not anchored:
-                    # the first anchor says it all; an alias bomb would repeat it hundreds of times
-                    anchored = True
-                    sign = "*" if isinstance(event, AliasEvent) else "&"
-                    problems.append(f"{at(event)}: YAML anchors and aliases ({sign}{event.anchor}) are not "
-                                    "supported, since they can expand exponentially; use `extends:` to share "
-                                    "settings")
-                if isinstance(event, AliasEvent):
-                    continue
+            if isinstance(event, CollectionEndEvent):
+                paths.leave()
+                continue
+            if not isinstance(event, NodeEvent):
+                continue
+            path = paths.enter(event)
+            nodes += 1
+            if nodes > MAX_NODES:
+                problems.append(f"{at(event, path)}: more than {MAX_NODES} values; a spec is a small file "
+                                "(put bulk data in a data file and point data.path at it)")
+                break
+            if event.anchor is not None and not anchored:
+                # the first anchor says it all; an alias bomb would repeat it hundreds of times
+                anchored = True
+                sign = "*" if isinstance(event, AliasEvent) else "&"
+                problems.append(f"{at(event, path)}: YAML anchors and aliases ({sign}{event.anchor}) are not "
+                                "supported, since they can expand exponentially; use `extends:` to share settings")
             tag = getattr(event, "tag", None)
             if tag is not None and tag != "!" and tag not in _STANDARD_TAGS:
-                problems.append(f"{at(event)}: tag '{tag}' is not allowed; "
+                problems.append(f"{at(event, path)}: tag '{tag}' is not allowed; "
                                 "specs hold plain values, maps and lists only")
-            if isinstance(event, CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    problems.append(f"{at(event)}: nesting deeper than {MAX_DEPTH} levels")
-                    break
-            elif isinstance(event, CollectionEndEvent):
-                depth -= 1
+            if paths.depth() > MAX_DEPTH:
+                problems.append(f"{at(event, path[:3])}...: nesting deeper than {MAX_DEPTH} levels")
+                break
             if len(problems) >= 20:
                 break
     except yaml.MarkedYAMLError as e:
@@ -225,7 +265,7 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
     mistagged value becomes null) raise too, unless `kept` collects them as (key path or None, line) so that
     validation can report them together with its own.
     """
-    _precheck(text, shown, located)
+    _precheck(text, shown, located, prefix)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
