@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -34,15 +35,16 @@ def _distiller(student, teacher_file, temperature=3.0, alpha=0.25):
     return d
 
 
-def _reference(s, t, y, temperature, alpha):
-    """alpha * CE(y, softmax(s)) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)), batch mean, in numpy."""
+def _reference(s, t, y, temperature, alpha, w=None):
+    """alpha * CE(y, softmax(s)) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)), weighted batch mean."""
     def log_softmax(z):
         z = z - z.max(-1, keepdims=True)
         return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
-    ce = -log_softmax(s)[np.arange(len(y)), y].mean()
+    w = np.ones(len(y)) if w is None else w
+    ce = (-log_softmax(s)[np.arange(len(y)), y] * w).mean()
     p = np.exp(log_softmax(t / temperature))
-    kl = (p * (np.log(p) - log_softmax(s / temperature))).sum(-1).mean()
+    kl = ((p * (np.log(p) - log_softmax(s / temperature))).sum(-1) * w).mean()
     return alpha * ce + (1 - alpha) * temperature**2 * kl
 
 
@@ -58,6 +60,9 @@ def test_distillation_loss_is_hinton_kl_plus_hard_cross_entropy(tmp_path):
     t = teacher.predict(x, verbose=0)
     loss = float(keras.ops.convert_to_numpy(d.compute_loss(x, y, keras.ops.convert_to_tensor(s))))
     assert loss == pytest.approx(_reference(s, t, y, 3.0, 0.25), rel=1e-5)
+    w = np.linspace(0.5, 2.0, 8).astype("float32")  # class weights arrive as per-example weights
+    weighted = d.compute_loss(x, y, keras.ops.convert_to_tensor(s), keras.ops.convert_to_tensor(w))
+    assert float(keras.ops.convert_to_numpy(weighted)) == pytest.approx(_reference(s, t, y, 3.0, 0.25, w), rel=1e-5)
     # a teacher that ends in softmax teaches the same: its log-probabilities are logits up to a constant
     probabilities = keras.Model(teacher.inputs, keras.layers.Softmax()(teacher.outputs[0]))
     probabilities.save(tmp_path / "softmax_teacher.keras")
@@ -77,7 +82,8 @@ def test_teacher_errors_say_what_to_point_at(tmp_path):
                             "teacher spec")
     with pytest.raises(ConfigError) as e:
         teacher_path(Distill(teacher=str(tmp_path / "teacher.yaml")), 1)
-    assert str(e.value) == f"distill.teacher: spec {tmp_path / 'teacher.yaml'} not found"
+    assert str(e.value) == (f"distill.teacher: spec {tmp_path / 'teacher.yaml'} not found (relative paths start "
+                            f"from the current directory, {os.getcwd()})")
     _dense(4, 5, seed=0).save(tmp_path / "five.keras")
     (tmp_path / "run").mkdir()
     _dense(4, 3, seed=0).save(tmp_path / "run" / "model.keras")

@@ -29,7 +29,8 @@ def teacher_path(cfg_distill: Distill, seed: int) -> str:
         from runner.run_dir import MODEL
 
         if not os.path.isfile(path):
-            raise ConfigError(f"distill.teacher: spec {path} not found")
+            raise ConfigError(f"distill.teacher: spec {path} not found (relative paths start from the current "
+                              f"directory, {os.getcwd()})")
         teacher_cfg, _ = load_config(path)
         result = run_experiment(teacher_cfg, spec_path=path, quiet=True)
         keras.utils.set_random_seed(seed)  # the student starts from the same state as without a teacher
@@ -62,6 +63,8 @@ def distiller_class():
     """The Keras class, made on first use: the config layer imports this module without TensorFlow."""
     import keras
 
+    from runner.models import outputs_logits
+
     @keras.saving.register_keras_serializable(package="dlrun")
     class Distiller(keras.Model):
         """Runs the student; the loss adds the KL divergence to the teacher's softened predictions."""
@@ -71,7 +74,7 @@ def distiller_class():
             super().__init__(student.inputs, student.outputs, name=kwargs.get("name", "distiller"))
             self.student, self.teacher = student, teacher
             self.temperature, self.alpha = float(temperature), float(alpha)
-            self.teacher_logits = _outputs_logits(teacher)
+            self.teacher_logits = outputs_logits(teacher)
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             ops = keras.ops
@@ -83,6 +86,8 @@ def distiller_class():
             soft_t = ops.softmax(t / self.temperature)
             # KL(teacher || student) with the T^2 factor that keeps its gradients on the hard term's scale
             kl = ops.sum(soft_t * (ops.log(ops.clip(soft_t, 1e-7, 1.0)) - ops.log_softmax(s)), axis=-1)
+            if sample_weight is not None:  # class weights weigh both terms, as Keras does for the hard one
+                kl = kl * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
             soft = ops.mean(kl) * self.temperature**2
             return self.alpha * hard + (1.0 - self.alpha) * soft
 
@@ -99,12 +104,6 @@ def distiller_class():
             return cls(**config)
 
     return Distiller
-
-
-def _outputs_logits(model) -> bool:
-    from runner.models import outputs_logits
-
-    return outputs_logits(model)
 
 
 def student_of(model):
