@@ -216,3 +216,8 @@ def test_a_directory_is_not_a_spec(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "specs").mkdir()
     assert _problems(lambda: load_spec("specs")) == ["specs: is a directory, not a YAML file"]
+
+
+def test_a_nul_character_is_refused_in_any_value():
+    assert _problems(lambda: parse_yaml('a: {b: "x\\0y"}\n', "x.yaml")) == [
+        "x.yaml:1: a.b: a NUL character (\\0) is not allowed; received 'x\\x00y'"]

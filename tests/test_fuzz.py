@@ -74,12 +74,13 @@ def valid_specs(draw) -> dict:
     distribute = {"strategy": "mirrored", "cpu_replicas": replicas} if replicas > 1 else {"strategy": "auto"}
     name = draw(st.from_regex(r"[a-z0-9._-]{1,40}", fullmatch=True).filter(lambda n: n not in (".", "..")))
     return {"name": name, "seed": draw(st.integers(0, 2**31 - 1)), "deterministic": draw(st.booleans()),
-            "data": data, "model": model, "train": train, "callbacks": callbacks, "distribute": distribute}
+            "data": data, "model": model, "train": train, "callbacks": callbacks, "distribute": distribute,
+            "output": {"dir": draw(st.sampled_from(["runs", "out/runs", "/tmp/dlrun-fuzz-runs"]))}}
 
 
 junk = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
-              st.sampled_from(["5", "no", "yes", "1e3", ".nan", "epoch", "[:50%]", "..", "adam", "relu", ""])),
+              st.sampled_from(["5", "no", "yes", "1e3", ".nan", "epoch", "[:50%]", "..", "adam", "relu", "", "a\0b"])),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
     max_leaves=6)
 

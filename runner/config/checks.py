@@ -29,22 +29,22 @@ def _monitors(cfg):
 
 
 def _run_parent(cfg):
-    """Where `name` would put run directories, if that escapes output.dir (via '..', '.' or a symlink)."""
+    """(key path, problem) if run directories derived from `name` would escape output.dir ('..', '.', a symlink)."""
     if cfg.name in (".", ".."):
-        return (f"'{cfg.name}' would put run directories outside output.dir; "
-                "use a name with a letter or digit, e.g. 'my-experiment'")
+        return ("name",), (f"'{cfg.name}' would put run directories outside output.dir; "
+                           "use a name with a letter or digit, e.g. 'my-experiment'")
     root = os.path.realpath(cfg.output.dir)
     target = os.path.realpath(os.path.join(cfg.output.dir, cfg.name))
     if os.path.dirname(target) != root:
-        return (f"{os.path.join(cfg.output.dir, cfg.name)} resolves to {target}, outside output.dir "
-                f"({cfg.output.dir}); remove the link or choose another name")
+        return ("name",), (f"{os.path.join(cfg.output.dir, cfg.name)} resolves to {target}, outside output.dir "
+                           f"({cfg.output.dir}); remove the link or choose another name")
     return None
 
 
 def cross_checks(cfg):
     data, train = cfg.data, cfg.train
     if problem := _run_parent(cfg):
-        yield ("name",), problem
+        yield problem
     task = task_hint(data)
     has_validation = data.splits.validation is not None
     metrics = train.metrics or []

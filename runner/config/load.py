@@ -317,6 +317,10 @@ def parse_yaml(text: str, shown: str, where: dict | None = None, prefix=(), loca
                 where[path + (i,)] = at(item)
                 items.append(build(item, path + (i,)))
             return items
+        if "\0" in n.value:  # no path or name takes it; os functions raise on it
+            problems.append((path, f"{at(n)}: {dotted(path) or '<top>'}: a NUL character (\\0) is not allowed; "
+                                   f"received {n.value!r}"))
+            return None
         try:
             return loader.construct_object(n, deep=True)
         except (ValueError, yaml.YAMLError):  # only an explicit tag (`!!int abc`) gets here
