@@ -45,6 +45,18 @@ def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
     return out
 
 
+def _adapts(step) -> bool:
+    name = next(iter(type(step).model_fields))
+    return name == "text_vectorize" or (name == "normalize" and getattr(step, name).mean is None)
+
+
+def adapt_sample(train, cfg_data) -> np.ndarray | None:
+    """The training inputs in memory, only when a preprocessing step adapts on them (text_vectorize, normalize)."""
+    if not any(_adapts(step) for step in cfg_data.preprocess):
+        return None
+    return np.concatenate([x for x, _ in train.batch(4096).as_numpy_iterator()])
+
+
 def ensure_available(cfg_data) -> None:
     """Fail fast, before TensorFlow is imported, when the data is missing and cannot be fetched (tfds offline)."""
     if cfg_data.source == "tfds":
@@ -65,6 +77,6 @@ def build_data(cfg_data, seed: int) -> Data:
         input_dtype="string" if loaded.x.dtype == object else str(loaded.x.dtype), task=loaded.task,
         num_classes=len(loaded.class_names) if loaded.class_names else None,
         class_names=loaded.class_names, cardinality={k: int(len(v[1])) for k, v in arrays.items()},
-        value_range=loaded.value_range, skipped_corrupt=loaded.skipped_corrupt)
+        value_range=loaded.value_range)
     splits = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
     return Data(info, splits, arrays["train"][0])

@@ -23,8 +23,8 @@ class ImageFolderData(DataCommon):
     image_size: Optional[list[PositiveInt]] = Field(
         None, min_length=2, max_length=2, description="[height, width] to resize to; null: the first image's size")
     color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="channels the images are read with")
-    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = Field(
-        "bilinear", description="resampling when an image is resized")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
+                           "mitchellcubic"] = Field("bilinear", description="resampling when an image is resized")
     skip_corrupt: bool = Field(False, description="skip unreadable images (counted in env.json) instead of failing")
 
 
@@ -66,10 +66,13 @@ def describe_image_folder(cfg: ImageFolderData):
 
 
 @SOURCES.register("image_folder", config=ImageFolderData, describe=describe_image_folder)
-def load_image_folder(cfg: ImageFolderData, seed: int) -> Pool:
+def load_image_folder(cfg: ImageFolderData, seed: int):
+    """Files are checked up front, split by path, and decoded in the pipeline (read_file, decode, resize)."""
     import numpy as np
 
+    from runner.data.build import Data, adapt_sample, split_pool
     from runner.data.corrupt import check_corrupt, unreadable_images
+    from runner.data.info import DataInfo
 
     files, labels, classes = index_folder(cfg.path)
     bad = unreadable_images(files)
@@ -80,10 +83,18 @@ def load_image_folder(cfg: ImageFolderData, seed: int) -> Pool:
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
         if not files:
             raise DataError(f"data.path: {cfg.path}: every image is unreadable")
-    import keras
+    import tensorflow as tf
 
-    size = _size(cfg, files[0])
-    x = np.stack([keras.utils.img_to_array(keras.utils.load_img(
-        f, color_mode=cfg.color_mode, target_size=size, interpolation=cfg.interpolation)) for f in files])
-    return Pool(x.astype("float32"), np.asarray(labels, "int64"), "classification", classes, (0.0, 255.0),
-                skipped_corrupt=skipped)
+    size, channels = _size(cfg, files[0]), CHANNELS[cfg.color_mode]
+
+    def decode(path, label):  # what keras.utils.image_dataset_from_directory does per file
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return tf.image.resize(image, size, method=cfg.interpolation), label
+
+    pool = Pool(np.asarray(files), np.asarray(labels, "int64"), "classification", classes)
+    arrays = split_pool(pool, cfg, seed)
+    splits = {name: tf.data.Dataset.from_tensor_slices(v).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+              for name, v in arrays.items()}
+    info = DataInfo((*size, channels), "float32", "classification", len(classes), classes,
+                    {name: len(v[1]) for name, v in arrays.items()}, (0.0, 255.0), skipped)
+    return Data(info, splits, adapt_sample(splits["train"], cfg))

@@ -22,4 +22,3 @@ class Pool:
     task: str
     class_names: list | None = None
     value_range: tuple | None = None
-    skipped_corrupt: int = 0  # unreadable files left out (data.skip_corrupt)

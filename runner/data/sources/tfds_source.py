@@ -207,20 +207,6 @@ def _split(builder, name: str, text: str):
     return ds, n
 
 
-def _adapts(step) -> bool:
-    name = next(iter(type(step).model_fields))
-    return name == "text_vectorize" or (name == "normalize" and getattr(step, name).mean is None)
-
-
-def sample_inputs(ds, cfg):
-    """The training inputs in memory, only when a preprocessing step adapts on them (text_vectorize, normalize)."""
-    import numpy as np
-
-    if not any(_adapts(step) for step in cfg.preprocess):
-        return None
-    return np.concatenate([x for x, _ in ds.batch(4096).as_numpy_iterator()])
-
-
 def ensure_prepared(cfg: TfdsData):
     """The builder of prepared data: prepared here, or from the manual dir, or downloaded if the network answers.
 
@@ -239,7 +225,7 @@ def ensure_prepared(cfg: TfdsData):
 
 @SOURCES.register("tfds", config=TfdsData, describe=describe_tfds)
 def load_tfds(cfg: TfdsData, seed: int):
-    from runner.data.build import SPLITS, Data
+    from runner.data.build import SPLITS, Data, adapt_sample
 
     builder = ensure_prepared(cfg)
     splits, counts = {}, {}
@@ -248,4 +234,4 @@ def load_tfds(cfg: TfdsData, seed: int):
         if text is not None:
             splits[name], counts[name] = _split(builder, name, text)
     info = info_from_builder(builder, counts)
-    return Data(info, splits, sample_inputs(splits["train"], cfg))
+    return Data(info, splits, adapt_sample(splits["train"], cfg))
