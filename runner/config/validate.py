@@ -15,7 +15,7 @@ from runner.registry import did_you_mean, unknown_name_message
 _TYPE_NAMES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
                "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
                "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null",
-               "literal_error": None, "int_from_float": "an integer"}
+               "int_from_float": "an integer"}
 _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
            "less_than": ("<", "lt")}
 
