@@ -42,6 +42,19 @@ def _history(rows: list[dict]) -> dict:
     return {k: [r[k] for r in rows if k in r] for k in names}
 
 
+def _raw_weights_keeper():
+    """A callback that keeps the trainable weights of the last epoch end, before fit's EMA swap."""
+    import keras
+
+    class RawWeights(keras.callbacks.Callback):
+        values = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.values = [keras.ops.convert_to_numpy(v.value) for v in self.model.trainable_variables]
+
+    return RawWeights()
+
+
 class _Fit:
     """model.fit from any backed-up position: a shortened first fit for a partial epoch, then whole epochs."""
 
@@ -51,9 +64,9 @@ class _Fit:
         self.stateful, self.steps, self.batches_per_epoch, self.epochs = stateful, steps, batches_per_epoch, epochs
         self.val_ds, self.verbose = val_ds, verbose
 
-    def _fit(self, ds, epochs: int, initial_epoch: int, steps: int) -> None:
+    def _fit(self, ds, epochs: int, initial_epoch: int, steps: int, extra=()) -> None:
         self.model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                       validation_data=self.val_ds, callbacks=self.callbacks, verbose=self.verbose)
+                       validation_data=self.val_ds, callbacks=[*self.callbacks, *extra], verbose=self.verbose)
 
     def _partial(self, value: bool, offset: int, initial_step) -> None:
         """Tell the callbacks that count steps or finish training that this fit starts/ends mid-run."""
@@ -83,8 +96,13 @@ class _Fit:
             # evaluating one batch builds them (and changes no weight: metrics are reset at epoch begin)
             self.model.evaluate(train_from(position).take(1), steps=1, verbose=0)
             self._partial(True, start.step, start.global_step)
-            self._fit(train_from(position), epoch + 1, epoch, self.steps - start.step)
+            # with use_ema, every fit ends by swapping the EMA weights in; this one is not the end of training
+            raw = _raw_weights_keeper() if getattr(self.model.optimizer, "use_ema", False) else None
+            self._fit(train_from(position), epoch + 1, epoch, self.steps - start.step, extra=[raw] if raw else [])
             self._partial(False, 0, None)
+            if raw is not None and not self.model.stop_training:
+                for variable, value in zip(self.model.trainable_variables, raw.values):
+                    variable.assign(value)
             for cb in self.stateful.values():  # carried into the next fit, whose on_train_begin resets them
                 cb.set_state(*cb.get_state())
             if self.model.stop_training:

@@ -133,6 +133,23 @@ def test_killed_half_way_through_a_backup_write_resumes_from_the_previous_one(tm
     assert_same_training(run, reference)
 
 
+@pytest.mark.slow
+def test_resume_with_ema_weights_is_bitwise_equal(tmp_path, killing):
+    # Keras swaps the EMA weights in at the end of each fit: the shortened first fit of a resume must not
+    ema = {"name": "adam", "use_ema": True, "ema_momentum": 0.9}
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    train_in_process(ref, spec(tmp_path, optimizer=ema))
+    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "30")
+    with pytest.raises(Killed):
+        train_in_process(run, spec(tmp_path, optimizer=ema))
+    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    train_in_process(run, spec(tmp_path, optimizer=ema))
+    assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 1, "step": 32}
+    (meta, arrays), (_, ref_arrays) = final_state(run), final_state(ref)
+    assert meta["counts"]["optimizer"] == 17 + 8  # the EMA copies of the 8 weights
+    assert all(np.array_equal(arrays[k], ref_arrays[k]) for k in ref_arrays if k.startswith(("model/", "optimizer/")))
+
+
 def test_corrupt_newest_backup_falls_back_to_the_previous_with_a_warning(tmp_path, reference, killing, capsys):
     run = tmp_path / "run"
     killing.setenv("DLRUN_TEST_KILL_AT_STEP", "45")
