@@ -97,6 +97,10 @@ def test_image_folder_size_and_color_mode(tmp_path):
     write_digit_pngs(tmp_path / "digits", per_class=4)
     data = build(tmp_path, image_spec(tmp_path, tmp_path / "digits", color_mode="rgb", image_size=[16, 12]))
     assert data.info.input_shape == (16, 12, 3) and data.info.class_names == [str(i) for i in range(10)]
+    assert data.train_x is None  # nothing adapts on the training images: they are not held in memory
+    adapting = build(tmp_path, image_spec(tmp_path, tmp_path / "digits", preprocess=[{"normalize": {}}]))
+    assert adapting.train_x.shape == (28, 8, 8, 1) and adapting.info.cardinality == {"train": 28, "validation": 6,
+                                                                                      "test": 6}
     x, y = next(iter(data.splits["train"].batch(100)))
     assert x.dtype.name == "float32" and x.shape[1:] == (16, 12, 3)
     assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 240.0
