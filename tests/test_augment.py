@@ -117,3 +117,26 @@ def test_colour_augmentations_need_rgb(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.augment\[1\].random_hue: needs RGB images \(3 channels\); "
                                           r"the data has input shape \[8, 8, 1\]$"):
         fn_for(tmp_path, augment=["random_flip", "random_hue"], info=gray)
+
+
+def test_preview_batch_shows_augmented_samples_with_mixed_labels(tmp_path):
+    from runner.data.preview import label_text, preview_batch, write_grid
+
+    spec = {"name": "prev", "seed": 1, "model": {"arch": "mlp"}, "train": {"loss": "categorical_crossentropy"},
+            "data": {"source": "sklearn", "name": "digits", "augment": ["random_flip"],
+                     "batch_augment": [{"mixup": {"alpha": 0.4}}]}}
+    cfg = load_config(str(write_spec(tmp_path, spec)), [])[0]
+    images, labels = preview_batch(cfg, 12)
+    again, _ = preview_batch(cfg, 12)
+    assert images.shape == (12, 8, 8, 1) and labels.shape == (12, 10) and np.array_equal(images, again)
+    assert np.allclose(labels.sum(axis=1), 1, atol=1e-6) and 0 <= images.min() and images.max() <= 16 + 1e-4
+    names = [str(i) for i in range(10)]
+    assert label_text(np.int64(3), names) == "3"
+    assert label_text(np.eye(10)[7] * 0.7 + np.eye(10)[2] * 0.3, names) == "7 0.70 / 2 0.30"
+    assert label_text(np.eye(10)[5], names) == "5"
+    info = DataInfo((8, 8, 1), num_classes=10, class_names=names, value_range=(0.0, 16.0))
+    out = write_grid(images, labels, info, str(tmp_path / "grid.png"))
+    from PIL import Image
+
+    with Image.open(out) as grid:
+        assert grid.format == "PNG" and grid.size == (4 * 160, 3 * 180)  # ceil(sqrt(12)) = 4 columns, 3 rows
