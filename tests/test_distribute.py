@@ -29,9 +29,7 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_mirrored_over_two_cpu_replicas_reaches_the_single_device_floor(tmp_path):
-    spec = digits_spec(tmp_path / "runs", distribute={"strategy": "mirrored", "cpu_replicas": 2},
-                       # the backup callback cannot read SyncOnRead metric variables yet (reported to issue 5)
-                       callbacks={"backup": None})
+    spec = digits_spec(tmp_path / "runs", distribute={"strategy": "mirrored", "cpu_replicas": 2})
     run = tmp_path / "run"
     run_cli(write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
     metrics = json.loads((run / "metrics.json").read_text())

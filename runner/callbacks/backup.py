@@ -164,7 +164,8 @@ def scaled_schedule_class():
 def _values(variables) -> list:
     import keras
 
-    return [keras.ops.convert_to_numpy(v.value) for v in variables]
+    # the variable, not v.value: a SyncOnRead metric variable under a strategy reads its replicas' sum
+    return [keras.ops.convert_to_numpy(v) for v in variables]
 
 
 def _assign(variables, arrays: dict, prefix: str, count: int) -> None:

@@ -37,8 +37,8 @@ def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int =
                           f"under {replicas} replicas (\"You must feed a value for placeholder tensor\"); "
                           f"received {spe}; use 1 or auto")
     if spe == "auto":
-        # 32 steps per tf.function call amortize the per-step Python and dispatch overhead (+15% on the digits
-        # CNN on CPU); with several replicas Keras 3.15 only runs one
+        # 32 steps per tf.function call amortize the per-step Python and dispatch overhead (bench/overhead.py,
+        # docs/performance.md); with several replicas Keras 3.15 only runs one
         spe = 1 if replicas > 1 else max(1, min(steps_per_epoch, 32))
     return Speed(precision, bool(jit), int(spe))
 
