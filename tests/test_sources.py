@@ -206,3 +206,10 @@ def test_summary_describes_folders_without_decoding_them(tmp_path, capsys):
         "source": "text_folder", "path": str(tmp_path / "texts")}})), [])[0]
     info = describe_text_folder(cfg.data)
     assert (info.input_shape, info.input_dtype, info.class_names) == ((), "string", sorted(TEXT_SETS))
+
+
+def test_data_preview_of_a_table_is_a_usage_error(tmp_path, capsys):
+    write_iris_csv(tmp_path / "iris.csv")
+    assert main(["data", "preview", str(write_spec(tmp_path, csv_spec(tmp_path, tmp_path / "iris.csv")))]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "dlrun data preview shows images; the inputs of this spec's data (data.source: csv) have shape [7]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from runner.errors import DataError
+from runner.errors import ConfigError
 
 
 def preview_batch(cfg, n: int):
@@ -28,7 +28,8 @@ def augmented_samples(cfg, n: int):
 
     info = data.info
     if len(info.input_shape) != 3:
-        raise DataError(f"data preview shows images; this data's inputs have shape {list(info.input_shape)}")
+        raise ConfigError(f"dlrun data preview shows images; the inputs of this spec's data (data.source: "
+                          f"{cfg.data.source}) have shape {list(info.input_shape)}")
     n = min(n, info.cardinality["train"])
     one_batch = cfg.data.model_copy(update={"batch_size": n})
     mixing = bool(cfg.data.batch_augment)
