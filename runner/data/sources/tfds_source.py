@@ -193,9 +193,12 @@ def describe_tfds(cfg: TfdsData):
 
 def _split(builder, name: str, text: str):
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
+    # dlrun's pipeline caches (data.cache); tfds's own auto-cache of small sets would hold a second copy
+    read = tfds.ReadConfig(try_autocache=False)
     try:
-        ds = builder.as_dataset(split=text, as_supervised=True, shuffle_files=False)
+        ds = builder.as_dataset(split=text, as_supervised=True, shuffle_files=False, read_config=read)
     except (ValueError, KeyError) as e:
         raise DataError(f"data.splits.{name}: {text!r}: {str(e).splitlines()[0]}") from None
     n = int(ds.cardinality())
