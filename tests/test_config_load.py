@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from runner.config.load import MAX_BYTES, MAX_EXTENDS, MAX_NODES, Loaded, apply_set, load_spec, parse_yaml
+from runner.config.load import MAX_BYTES, MAX_EXTENDS, Loaded, apply_set, load_spec
+from runner.config.yaml12 import MAX_NODES, parse_yaml
 from runner.errors import ConfigError
 
 

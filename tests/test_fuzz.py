@@ -26,7 +26,7 @@ FUZZ_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 
 def _dump(spec) -> str:
     """YAML text of a spec, without anchors: the strategies reuse constant maps, which safe_dump would alias."""
-    from runner.config.load import dump_yaml
+    from runner.config.yaml12 import dump_yaml
 
     return dump_yaml(spec)
 

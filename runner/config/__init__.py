@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from runner.config.load import Loaded, dump_yaml, load_spec
+from runner.config.load import Loaded, load_spec
+from runner.config.yaml12 import dump_yaml
 
 
 def load_config(path, overrides=()):

@@ -8,7 +8,8 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from runner.config.load import Loaded, dotted, line_order
+from runner.config.load import Loaded
+from runner.config.yaml12 import dotted, line_order
 from runner.errors import ConfigError
 from runner.registry import did_you_mean, unknown_name_message
 
