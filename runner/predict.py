@@ -14,23 +14,22 @@ from runner.safe_load import Run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 KINDS = "image files (.png .jpg .jpeg .bmp .gif), a .csv table, a .txt file of text lines, or an .npz archive"
-COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 
 
 def _image(path: Path, shape: tuple, value_range, cfg_data):
-    """An image file decoded like the image_folder source decodes it (keras.utils.load_img, resized to the
-    input's height and width), its 0..255 pixels mapped onto the run's raw input range (digits' 0..16)."""
-    import keras
+    """An image file decoded as the image_folder source decodes it (tf.io.decode_image, tf.image.resize to the
+    input's height and width with the spec's interpolation), its 0..255 pixels mapped onto the run's raw input
+    range (digits' 0..16)."""
+    import tensorflow as tf
 
     height, width, channels = shape
-    if channels not in COLOR_MODES:
+    if channels not in (1, 3, 4):
         raise DataError(f"{path}: the model takes images with {channels} channels; image files give 1, 3 or 4")
     try:
-        image = keras.utils.load_img(path, color_mode=COLOR_MODES[channels], target_size=(height, width),
-                                     interpolation=getattr(cfg_data, "interpolation", "bilinear"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
-    x = keras.utils.img_to_array(image, dtype="float32")
+        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
+    except tf.errors.InvalidArgumentError as e:
+        raise DataError(f"{path}: not a readable image ({e.message})") from None
+    x = tf.image.resize(image, (height, width), method=getattr(cfg_data, "interpolation", "bilinear")).numpy()
     if value_range is not None:
         low, high = value_range
         x = low + x * ((high - low) / 255.0)
