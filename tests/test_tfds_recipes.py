@@ -215,3 +215,11 @@ def test_manual_dir_archive_with_a_wrong_checksum_is_a_data_error(tmp_path, no_n
                                         r"replace it with the original file$"):
         ensure_available(tfds_cfg(tmp_path, "mnist").data)
     assert no_network == []
+
+
+def test_image_size_resizes_tfds_images(tmp_path, copied_data_dir, no_network):
+    spec = digits_tfds_spec(tmp_path, copied_data_dir, image_size=[16, 20])
+    data = build_data(load_config(str(write_spec(tmp_path, spec)), [])[0].data, 0)
+    x, y = next(iter(data.splits["test"].batch(4)))
+    assert data.info.input_shape == (16, 20, 1) and x.shape == (4, 16, 20, 1) and x.dtype.name == "float32"
+    assert y.dtype.name == "int64" and no_network == []

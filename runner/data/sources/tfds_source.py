@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field
 
+from runner.config.base import PositiveInt
 from runner.data.sources.common import DataCommon, Splits
 from runner.data.sources.registry import SOURCES
 from runner.errors import ConfigError, DataError
@@ -31,6 +32,9 @@ class TfdsData(DataCommon):
         "auto", description="auto/true: download only if not prepared and the network answers a short probe; "
                             "false: never")
     data_dir: Optional[str] = Field(None, description="TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    image_size: Optional[list[PositiveInt]] = Field(
+        None, min_length=2, max_length=2, description="[height, width] to resize images to (needed when their "
+                                                      "sizes vary); null: as stored")
 
 
 def data_root(cfg: TfdsData) -> Path:
@@ -165,7 +169,7 @@ def _features(builder):
     return keys, builder.info.features[keys[0]], builder.info.features[keys[1]]
 
 
-def info_from_builder(builder, cardinality: dict | None = None):
+def info_from_builder(builder, cardinality: dict | None = None, image_size=None):
     """DataInfo from the builder's metadata: works offline from the builder code alone."""
     import tensorflow_datasets as tfds
 
@@ -177,9 +181,12 @@ def info_from_builder(builder, cardinality: dict | None = None):
     else:
         shape, dtype = tuple(fx.shape), "float32"
         value_range = (0.0, 255.0) if isinstance(fx, tfds.features.Image) else None
+        if image_size and value_range:
+            shape = (*image_size, *shape[2:])
         if any(d is None for d in shape):
             raise DataError(f"data.name: TFDS data set '{builder.info.full_name}' has inputs of varying shape "
-                            f"{list(shape)}; dlrun batches fixed-shape inputs")
+                            f"{list(shape)}; dlrun batches fixed-shape inputs"
+                            + ("; set data.image_size: [height, width]" if value_range else ""))
     if isinstance(fy, tfds.features.ClassLabel):
         return DataInfo(shape, dtype, "classification", fy.num_classes, list(fy.names), cardinality or {},
                         value_range)
@@ -188,10 +195,10 @@ def info_from_builder(builder, cardinality: dict | None = None):
 
 def describe_tfds(cfg: TfdsData):
     """The DataInfo of `cfg` without loading or downloading anything."""
-    return info_from_builder(_builder(cfg, data_root(cfg)))
+    return info_from_builder(_builder(cfg, data_root(cfg)), image_size=cfg.image_size)
 
 
-def _split(builder, name: str, text: str):
+def _split(builder, name: str, text: str, image_size=None):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -207,6 +214,8 @@ def _split(builder, name: str, text: str):
     if n == 0:
         raise DataError(f"data.splits.{name}: {text!r} selects no examples")
     ds = ds.map(lambda x, y: (x, tf.cast(y, tf.int64) if y.dtype.is_integer else tf.cast(y, tf.float32)))
+    if image_size:  # before caching and batching; float32 out of resize, as keras's image loaders give
+        ds = ds.map(lambda x, y: (tf.image.resize(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds, n
 
 
@@ -235,6 +244,6 @@ def load_tfds(cfg: TfdsData, seed: int):
     for name in SPLITS:
         text = getattr(cfg.splits, name)
         if text is not None:
-            splits[name], counts[name] = _split(builder, name, text)
-    info = info_from_builder(builder, counts)
+            splits[name], counts[name] = _split(builder, name, text, cfg.image_size)
+    info = info_from_builder(builder, counts, cfg.image_size)
     return Data(info, splits, adapt_sample(splits["train"], cfg))
