@@ -40,7 +40,8 @@ split strings, and with `--deep` Keras layer names).
 
 - Unknown keys are errors; there is no type coercion: `"5"` is not a number, `no` and `"false"` are not booleans
   (only `true`/`false` are), `.nan` and `.inf` are refused. `1e-3` is a number (YAML 1.2).
-- Anchors, aliases and tags (`&a`, `*a`, `!!python/...`) are refused; share settings with `extends:`.
+- Anchors and aliases (`&a`, `*a`) and tags beyond the standard ones (`!!python/...`, `!include`) are refused;
+  share settings with `extends:`.
 - Limits: a spec file holds at most 1 MiB, 10,000 values and 64 levels of nesting, one YAML document, UTF-8
   text without NUL characters; `extends` chains are at most 16 files deep. Each problem is reported as
   `file:line: key.path: rule; received value` (or `--set KEY=VALUE: key.path: ...` for an override).
