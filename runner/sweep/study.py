@@ -223,7 +223,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes: every trial builds a new model
     study = open_study(cfg, url)
     study.pruner = make_pruner(sweep)
-    root = sweep_root(cfg)
+    root = Path(os.path.abspath(sweep_root(cfg)))  # run_dir attributes must mean the same in every worker
     retry = _retry(sweep)
     current = {}
 
