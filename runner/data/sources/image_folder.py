@@ -28,22 +28,22 @@ class ImageFolderData(DataCommon):
     skip_corrupt: bool = Field(False, description="skip unreadable images (counted in env.json) instead of failing")
 
 
-def index_folder(root: str) -> tuple[list[str], list[int], list[str]]:
+def index_folder(root: str, formats=FORMATS, what: str = "images") -> tuple[list[str], list[int], list[str]]:
     """(files, labels, class names): sub-folders sorted by name are classes 0..N-1; files found recursively."""
     if not os.path.isdir(root):
         raise DataError(f"data.path: {root}: not a folder")
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
-        raise DataError(f"data.path: {root}: no class sub-folders; put each class's images in its own folder")
+        raise DataError(f"data.path: {root}: no class sub-folders; put each class's {what} in its own folder")
     files, labels = [], []
     for label, name in enumerate(classes):
         for folder, dirs, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
             dirs.sort()
-            found = sorted(n for n in names if n.lower().endswith(FORMATS))
+            found = sorted(n for n in names if n.lower().endswith(formats))
             files += [os.path.join(folder, n) for n in found]
             labels += [label] * len(found)
     if not files:
-        raise DataError(f"data.path: {root}: no images ({', '.join(FORMATS)}) in {', '.join(classes)}")
+        raise DataError(f"data.path: {root}: no {what} ({', '.join(formats)}) in {', '.join(classes)}")
     return files, labels, classes
 
 
@@ -52,8 +52,12 @@ def _size(cfg: ImageFolderData, first: str) -> tuple[int, int]:
 
     if cfg.image_size:
         return tuple(cfg.image_size)
-    with Image.open(first) as image:
-        return image.height, image.width
+    try:
+        with Image.open(first) as image:
+            return image.height, image.width
+    except Exception as e:  # PIL raises several types for unreadable files
+        raise DataError(f"data.image_size: null takes the first image's size, and {first} is unreadable ({e}); "
+                        "set data.image_size: [height, width]") from None
 
 
 def describe_image_folder(cfg: ImageFolderData):

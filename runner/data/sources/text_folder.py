@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from runner.data.sources.common import DataCommon
+from runner.data.sources.image_folder import index_folder
 from runner.data.sources.registry import SOURCES, Pool
 from runner.errors import DataError
 
@@ -19,29 +19,11 @@ class TextFolderData(DataCommon):
     encoding: str = Field("utf-8", description="text encoding of the files")
 
 
-def _index(cfg: TextFolderData) -> tuple[list[str], list[int], list[str]]:
-    root = cfg.path
-    if not os.path.isdir(root):
-        raise DataError(f"data.path: {root}: not a folder")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        for folder, dirs, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-            dirs.sort()
-            found = sorted(n for n in names if n.endswith(".txt"))
-            files += [os.path.join(folder, n) for n in found]
-            labels += [label] * len(found)
-    if not files:
-        raise DataError(f"data.path: {root}: no .txt files in class sub-folders; put each class's texts in "
-                        "its own folder, one example per file")
-    return files, labels, classes
-
-
 def describe_text_folder(cfg: TextFolderData):
     """DataInfo from the folder names alone: scalar string inputs, one class per sub-folder."""
     from runner.data.info import DataInfo
 
-    _, _, classes = _index(cfg)
+    _, _, classes = index_folder(cfg.path, (".txt",), "texts")
     return DataInfo((), "string", "classification", len(classes), classes)
 
 
@@ -49,7 +31,7 @@ def describe_text_folder(cfg: TextFolderData):
 def load_text_folder(cfg: TextFolderData, seed: int) -> Pool:
     import numpy as np
 
-    files, labels, classes = _index(cfg)
+    files, labels, classes = index_folder(cfg.path, (".txt",), "texts")
     texts = []
     for f in files:
         try:
