@@ -296,6 +296,10 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
             failures = 0
         except _Surplus:
             continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker missed this trial's heartbeat for grace_period s and failed it: its values run again
+            _say(f"trial {current['trial'].number}: taken for dead by another worker (a heartbeat older than "
+                 f"{sweep.grace_period} s); its values run again; raise sweep.grace_period on a busy machine")
         except TrainingError as e:
             failures += 1
             _say(f"trial {current['trial'].number if current else '?'} failed: {e.message}")
