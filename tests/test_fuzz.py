@@ -8,7 +8,7 @@ import io
 import math
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from runner.cli import main
@@ -150,6 +150,7 @@ def _check(path, expect=(0, 2)) -> int:
     """validate: accepted and round-tripping through render, or exit 2 with located lines; under 2 s."""
     start, cpu_start = time.perf_counter(), time.process_time()
     code, out, err = _cli("validate", path)
+    event(f"dlrun validate exit {code}")  # --hypothesis-show-statistics: the accepted/refused share
     assert code in expect, err
     assert code in (0, 2), (code, err)
     assert "Traceback" not in err
