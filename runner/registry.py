@@ -14,6 +14,8 @@ def did_you_mean(name: str, choices) -> str:
 
 
 def unknown_name_message(kind: str, name, choices) -> str:
+    if not isinstance(name, str):
+        return f"must be one of the {kind} names ({', '.join(sorted(map(str, choices)))}); received {name!r}"
     hint = did_you_mean(name, choices)
     if hint:
         return f"unknown {kind} {str(name)!r}{hint}"

@@ -269,3 +269,12 @@ def test_loaded_locations_survive_extends_into_messages(tmp_path, capsys):
     assert _validate(capsys, spec) == (
         2, [f"{shown(tmp_path / 'base.yaml')}:1: data.batch_size: must be >= 1; received -1"])
     assert load_spec(spec).data["name"] == "t"
+
+
+def test_a_registry_name_that_is_not_a_string(tmp_path, capsys):
+    spec = write_spec(tmp_path, BASE)
+    from runner.models import ARCHS
+
+    assert _validate(capsys, spec, "--set", "model.arch=[mlp]") == (2, [
+        f"--set model.arch=[mlp]: model.arch: must be one of the arch names ({', '.join(sorted(ARCHS.names()))}); "
+        "received ['mlp']"])
