@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import io
 import json
 import os
@@ -48,8 +49,6 @@ def backup_files(folder: Path) -> list[Path]:
 
 
 def _digest(arrays: dict) -> str:
-    import hashlib  # here, not at the top: `dlrun validate` imports this module and must stay fast
-
     import numpy as np
 
     h = hashlib.sha256()
