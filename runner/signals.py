@@ -17,7 +17,8 @@ class Preempted(DlrunError):
     def __init__(self, signum: int, epoch: int, step: int, global_step: int, folder):
         self.signum, self.epoch, self.step, self.global_step = signum, epoch, step, global_step
         self.exit_code = EXIT_PREEMPTED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-        where = f"stopped in epoch {epoch + 1} after step {step} (global step {global_step})"
+        where = (f"stopped in epoch {epoch + 1} after step {step}" if step else f"stopped after epoch {epoch}")
+        where += f" (global step {global_step})"
         if folder is None:
             super().__init__(f"dlrun: {NAMES.get(signum, signum)}: {where}; callbacks.backup is null, so there is "
                              "no backup to resume from")

@@ -62,9 +62,10 @@ def assert_preempted(run: Path, log: Path, name: str) -> dict:
     meta, _ = read_backup(newest)
     assert status["state"] == "preempted"
     assert status["step"] == meta["global_step"] and status["epoch"] == meta["epoch"] >= 1
-    assert status["error"] == (f"dlrun: {name}: stopped in epoch {meta['epoch'] + 1} after step {meta['step']} "
-                               f"(global step {meta['global_step']}) with a backup in {run / 'backup'}; continue "
-                               f"with `dlrun resume {run}`")
+    where = (f"stopped in epoch {meta['epoch'] + 1} after step {meta['step']}" if meta["step"]
+             else f"stopped after epoch {meta['epoch']}")
+    assert status["error"] == (f"dlrun: {name}: {where} (global step {meta['global_step']}) with a backup in "
+                               f"{run / 'backup'}; continue with `dlrun resume {run}`")
     assert status["error"] in log.read_text()
     assert not list((run / "backup").glob(".*"))  # no temp files left behind
     return status
