@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,45 @@ def digits_spec(out_dir, **sections) -> dict:
     }
     spec.update(sections)
     return spec
+
+
+# as a user's Python runs it: with cached bytecode (this sandbox sets PYTHONDONTWRITEBYTECODE, which
+# recompiles every module on every start)
+CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(ROOT)}
+
+
+def timed_cli(*args, cwd=ROOT) -> tuple[subprocess.CompletedProcess, float, float]:
+    """`dlrun ARGS` in a fresh process: (result, wall seconds, CPU seconds of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd, env=CLI_ENV,
+                          capture_output=True, text=True, timeout=60)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def oversubscribed() -> bool:
+    return os.getloadavg()[0] >= (os.cpu_count() or 1)
+
+
+def assert_fast(run, limit: float) -> subprocess.CompletedProcess:
+    """Run `run()` and hold it to `limit` seconds, best of three.
+
+    The CPU time of the command is always held to the limit. Wall time is held to it too unless the machine is
+    oversubscribed (load above the core count: on the shared 2-core host a neighbour's build can triple any wall
+    time, which measures the neighbour, not dlrun; retrying then only adds load).
+    """
+    proc, wall, cpu = run()
+    for _ in range(2):
+        if (wall < limit and cpu < limit) or oversubscribed():
+            break
+        proc, wall2, cpu2 = run()
+        wall, cpu = min(wall, wall2), min(cpu, cpu2)
+    assert cpu < limit, f"{cpu:.2f} s of CPU"
+    if not oversubscribed():
+        assert wall < limit, f"{wall:.2f} s wall"
+    return proc
 
 
 @pytest.fixture
