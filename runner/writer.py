@@ -66,8 +66,9 @@ def save_model(model, path) -> None:
     """model.save(path), atomically, in the background: the loop pays for a copy of the variables only.
 
     The copy goes into a twin of the model (same config, compile config and optimizer) that only the writer
-    thread touches. Models that cannot be cloned, and models under a distribution strategy (whose variable reads
-    may be collective operations that must stay in step on every worker), are saved synchronously.
+    thread touches. Models that cannot be cloned, models with layer assets, and models under a distribution
+    strategy (whose variable reads may be collective operations that must stay in step on every worker) are
+    saved synchronously.
     """
     from runner import run_dir as rd
 
@@ -99,7 +100,10 @@ def _twin(model):
     if cached is not False:
         return cached
     twin = None
-    if not tf.distribute.has_strategy() and model.distribute_strategy is tf.distribute.get_strategy():
+    # layers with assets (a TextVectorization's vocabulary) keep state outside their variables: no copy of it
+    has_assets = any(hasattr(layer, "save_assets") for layer in model._flatten_layers())
+    if (not has_assets and not tf.distribute.has_strategy()
+            and model.distribute_strategy is tf.distribute.get_strategy()):
         try:
             twin = keras.models.clone_model(model)
             twin.compile_from_config(model.get_compile_config())

@@ -56,3 +56,14 @@ def test_background_checkpoint_is_the_model_at_the_time_of_the_call(tmp_path):
         [np.asarray(v).tolist() for v in reference.optimizer.variables]
     assert int(saved.optimizer.iterations) == 4
     assert saved.get_compile_config() == reference.get_compile_config()
+
+
+def test_models_with_layer_assets_are_saved_synchronously(tmp_path):
+    import keras
+
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b", "c"], output_mode="one_hot")
+    model = keras.Sequential([keras.Input((1,), dtype="string"), lookup, keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    assert writer._twin(model) is None  # the vocabulary is an asset, not a variable a copy could carry
+    writer.save_model(model, tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").layers[0].get_vocabulary() == ["[UNK]", "a", "b", "c"]
