@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from runner.cli import main
 from runner.config.load import display_path
-from test_bad_specs import oversubscribed, timed_cli
+from conftest import oversubscribed, timed_cli
 
 CLASSIFICATION_METRICS = ["accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"]
 SPLITS = [{"train": "[:70%]", "validation": "[70%:80%]", "test": "[80%:]"},

@@ -10,13 +10,12 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import ROOT, write_spec
+from conftest import CLI_ENV, ROOT, assert_fast, timed_cli, write_spec
 from runner.cli import main
 from runner.config import load_config, render
 from runner.config.load import display_path as shown, load_spec
 from runner.config.validate import MAX_REPORTED
 from runner.config.yaml12 import parse_yaml
-from test_bad_specs import CLI_ENV, assert_fast, timed_cli
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../docs/dlrun.schema.json"
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
