@@ -74,7 +74,7 @@ def cluster(cfg_distribute) -> tuple[dict, str, int]:
         tf_config = json.loads(raw)
         spec, task = tf_config["cluster"], tf_config["task"]
         task_type, index = task["type"], int(task["index"])
-        spec[task_type][index]
+        spec[task_type][index]  # this task must be a member of the cluster
     except (ValueError, KeyError, IndexError, TypeError) as e:
         raise EnvironmentProblem(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
                                  f"\"task\": {{\"type\": \"worker\", \"index\": N}}}}; received {raw!r} ({e!r})") \
@@ -211,7 +211,3 @@ def check_batch(strategy, batch_size: int) -> None:
         raise ConfigError(f"data.batch_size: the global batch must divide evenly over the {replicas} replicas of "
                           f"{kind}; received {batch_size} (try {down} or {down + replicas})")
 
-
-def describe(strategy) -> dict:
-    return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-            "chief": is_chief(strategy)}
