@@ -229,6 +229,9 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
 
     def objective(trial):
         current["trial"] = trial
+        # Optuna's heartbeat thread may not have written yet: a trial killed before its first heartbeat would
+        # stay RUNNING for ever, since staleness is judged from heartbeats only
+        study._storage.record_heartbeat(trial._trial_id)
         trial.study.sampler = make_sampler(sweep, cfg.seed, trial.number)  # the number is known now
         params = suggest(trial, sweep)
         if _budget_taken(study, trial, budget):
