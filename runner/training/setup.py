@@ -28,8 +28,8 @@ def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int =
         precision = _gpu_precision() if on_gpu else "float32"  # CPUs gain nothing from float16/bfloat16 math
     jit = cfg_train.jit_compile
     if jit == "auto":
-        # an explicit bool, because Keras's own "auto" turns XLA off under any strategy; XLA measured ~3x
-        # slower on CPU for the digits CNN, and it pays off on GPUs
+        # an explicit bool, because Keras's own "auto" turns XLA off under any strategy; XLA halved the
+        # digits CNN's throughput on CPU (docs/performance.md), and it pays off on GPUs
         jit = on_gpu
     spe = cfg_train.steps_per_execution
     if spe != "auto" and spe > 1 and replicas > 1:
