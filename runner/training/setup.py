@@ -32,15 +32,25 @@ def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int =
         # digits CNN's throughput on CPU (docs/performance.md), and it pays off on GPUs
         jit = on_gpu
     spe = cfg_train.steps_per_execution
+    if spe != "auto" and steps_per_epoch % spe:
+        # Keras runs whole executions, so an epoch would consume ceil(steps/spe)*spe batches and eat into
+        # the next epoch's, breaking the per-epoch data order that resume relies on
+        raise ConfigError(f"train.steps_per_execution: must divide the {steps_per_epoch} steps of an epoch; "
+                          f"received {spe}; try {_largest_divisor(steps_per_epoch, spe)} or auto")
     if spe != "auto" and spe > 1 and replicas > 1:
         raise ConfigError(f"train.steps_per_execution: Keras 3.15 fails with more than one step per execution "
                           f"under {replicas} replicas (\"You must feed a value for placeholder tensor\"); "
                           f"received {spe}; use 1 or auto")
     if spe == "auto":
-        # 32 steps per tf.function call amortize the per-step Python and dispatch overhead (bench/overhead.py,
-        # docs/performance.md); with several replicas Keras 3.15 only runs one
-        spe = 1 if replicas > 1 else max(1, min(steps_per_epoch, 32))
+        # up to 32 steps per tf.function call amortize the per-step Python and dispatch overhead
+        # (bench/overhead.py, docs/performance.md), as a divisor of the epoch (see above); with several
+        # replicas Keras 3.15 only runs one
+        spe = 1 if replicas > 1 else _largest_divisor(steps_per_epoch, 32)
     return Speed(precision, bool(jit), int(spe))
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
 
 def _gpu_precision() -> str:
