@@ -6,7 +6,6 @@ import datetime
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from runner import writer
@@ -31,23 +30,12 @@ os.umask(_UMASK)
 
 def atomic_write(path: Path, write, mode: str = "w") -> None:
     """Write via a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
-    writer.flush()  # after the queued background writes (a newer file is never overwritten by an older one)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
+
+    def save(tmp):
+        with open(tmp, mode) as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the user's usual mode
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        _discard(tmp)
-        raise EnvironmentProblem(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        _discard(tmp)
-        raise
+
+    atomic_save(path, save)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -66,7 +54,8 @@ def discard_temp_files(folder: Path) -> None:
 
 
 def atomic_save(path: Path, save) -> None:
-    """Like atomic_write for writers that take a file name (model.save): `save(tmp_path)`."""
+    """Save via `save(tmp_path)` to a temp file in the same folder, fsync, then os.replace, so readers see the
+    old file or the new one, never half; the previous file stays until the new one is complete."""
     writer.flush()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
@@ -74,6 +63,7 @@ def atomic_save(path: Path, save) -> None:
         save(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # whatever the writer made, artifacts get the user's usual mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as e:

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+_GRAPH_SEED = 20_261_123
 log = logging.getLogger("dlrun")
 
 
@@ -67,6 +68,9 @@ def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=
     buffer = min(cfg_data.shuffle_buffer, n)
 
     def one_epoch(epoch):
+        # a graph-level seed of this function's own: TF's get_seed compares (graph seed, op seed) with (0, 0),
+        # which fails on a tensor op seed whenever the process-wide seed is 0 (`seed: 0` in a spec)
+        tf.random.set_seed(_GRAPH_SEED)
         order = base.shuffle(buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
         return order.batch(batch).enumerate().map(lambda step, xy: ((epoch, step), xy))
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from runner.config.base import NonNegInt, PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import ARCHS, ArchCommon, dense_block, head
 
 
 class CNN(ArchCommon):
@@ -40,10 +40,5 @@ def build_cnn(cfg: CNN, x, out_units: int):
             x = L.Dropout(cfg.conv_dropout)(x)
     x = L.GlobalAveragePooling2D()(x) if cfg.global_pool else L.Flatten()(x)
     for units in cfg.dense:
-        x = L.Dense(units, use_bias=not cfg.batchnorm, **cfg.layer_kwargs())(x)
-        if cfg.batchnorm:
-            x = L.BatchNormalization()(x)
-        x = L.Activation(cfg.activation)(x)
-        if cfg.dropout:
-            x = L.Dropout(cfg.dropout)(x)
+        x = dense_block(x, cfg, units)
     return head(x, cfg, out_units)

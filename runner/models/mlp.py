@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from runner.config.base import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import ARCHS, ArchCommon, dense_block, head
 
 
 class MLP(ArchCommon):
@@ -19,13 +19,7 @@ class MLP(ArchCommon):
 def build_mlp(cfg: MLP, x, out_units: int):
     import keras
 
-    L = keras.layers
-    x = L.Flatten()(x)
+    x = keras.layers.Flatten()(x)
     for units in cfg.units:
-        x = L.Dense(units, use_bias=not cfg.batchnorm, **cfg.layer_kwargs())(x)
-        if cfg.batchnorm:
-            x = L.BatchNormalization()(x)
-        x = L.Activation(cfg.activation)(x)
-        if cfg.dropout:
-            x = L.Dropout(cfg.dropout)(x)
+        x = dense_block(x, cfg, units)
     return head(x, cfg, out_units)

@@ -35,6 +35,18 @@ class ArchCommon(Strict):
         return {"kernel_initializer": self.kernel_initializer, "kernel_regularizer": reg}
 
 
+def dense_block(x, cfg: ArchCommon, units: int):
+    """Dense -> optional batch norm -> activation -> optional dropout, with the arch's common options."""
+    import keras
+
+    L = keras.layers
+    x = L.Dense(units, use_bias=not cfg.batchnorm, **cfg.layer_kwargs())(x)
+    if cfg.batchnorm:
+        x = L.BatchNormalization()(x)
+    x = L.Activation(cfg.activation)(x)
+    return L.Dropout(cfg.dropout)(x) if cfg.dropout else x
+
+
 def head(x, cfg: ArchCommon, units: int):
     """The output layer: logits unless asked otherwise, float32 under mixed precision."""
     import keras
