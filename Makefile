@@ -14,11 +14,14 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/dlrun $(SPEC)
 
+# Two workers, one test file each at a time (module fixtures train once): 6.5 min instead of 9 on 2 cores.
+PYTEST_FLAGS ?= -n 2 --dist loadfile
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
