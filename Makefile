@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= experiments/digits.yaml
 
-.PHONY: run test test-fast install bench clean
+.PHONY: run test test-fast install clean
 
 $(BIN)/.installed: pyproject.toml requirements/lock.txt scripts/install.sh
 	bash scripts/install.sh $(VENV) dev
