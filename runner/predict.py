@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+from runner.data.sources.csv_source import is_float
 from runner.errors import ConfigError, DataError
 from runner.evaluate import as_model_input
 from runner.safe_load import Run
@@ -36,14 +37,6 @@ def _image(path: Path, shape: tuple, value_range, cfg_data):
     return x
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _csv_rows(path: Path, n_features: int, cfg_data):
     """Feature rows of a CSV, columns picked as the csv source picks them: a header row (recognised by a
     non-numeric cell) names them, `data.features` or every column but `data.label`; without a header the
@@ -63,7 +56,7 @@ def _csv_rows(path: Path, n_features: int, cfg_data):
     if not rows:
         raise DataError(f"{path}: empty CSV file")
     first_line, keep = 1, list(range(len(rows[0])))
-    if not all(_is_number(c) for c in rows[0]):
+    if not all(is_float(c) for c in rows[0]):
         header = [c.strip() for c in rows[0]]
         wanted = features if features is not None else [h for h in header if h != label]
         missing = [c for c in wanted if c not in header]

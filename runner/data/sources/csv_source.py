@@ -76,7 +76,7 @@ def _is_int(text: str) -> bool:
 def _labels(cfg: CsvData, values: list[str]):
     import numpy as np
 
-    numeric = all(_is_float(v) for v in values)
+    numeric = all(is_float(v) for v in values)
     task = cfg.task if cfg.task != "auto" else (
         "regression" if numeric and not all(_is_int(v) for v in values) else "classification")
     if task == "regression":
@@ -89,7 +89,7 @@ def _labels(cfg: CsvData, values: list[str]):
     return np.asarray([index[v] for v in values], "int64"), task, names
 
 
-def _is_float(text: str) -> bool:
+def is_float(text: str) -> bool:
     try:
         float(text)
         return True
