@@ -58,10 +58,9 @@ def _raw_weights_keeper():
 class _Fit:
     """model.fit from any backed-up position: a shortened first fit for a partial epoch, then whole epochs."""
 
-    def __init__(self, model, callbacks, backup_cb, nan_guard, stateful, steps, batches_per_epoch, epochs,
-                 val_ds, verbose):
+    def __init__(self, model, callbacks, backup_cb, nan_guard, stateful, steps, epochs, val_ds, verbose):
         self.model, self.callbacks, self.backup_cb, self.nan_guard = model, callbacks, backup_cb, nan_guard
-        self.stateful, self.steps, self.batches_per_epoch, self.epochs = stateful, steps, batches_per_epoch, epochs
+        self.stateful, self.steps, self.epochs = stateful, steps, epochs
         self.val_ds, self.verbose = val_ds, verbose
 
     def _fit(self, ds, epochs: int, initial_epoch: int, steps: int, extra=()) -> None:
@@ -107,7 +106,7 @@ class _Fit:
                 cb.set_state(*cb.get_state())
             if self.model.stop_training:
                 return
-            epoch, position = epoch + 1, (epoch + 1) * self.batches_per_epoch
+            epoch, position = epoch + 1, (epoch + 1) * self.steps
         self._fit(train_from(position), self.epochs, epoch, self.steps)
 
     def flush_tensorboard(self) -> None:
@@ -194,8 +193,6 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
             metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
 
         augment = augment_fn(cfg.data, info)
-        # a train step consumes one batch, and fit runs whole steps_per_execution calls per epoch
-        batches_per_epoch = math.ceil(steps / speed.steps_per_execution) * speed.steps_per_execution
 
         def train_from(position: int):
             """The training stream from `position` batches on: epoch e's order depends on (seed, e) only."""
@@ -221,13 +218,12 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
                 stateful[type(cb).__name__] = AttributeState(cb, ("wait", "cooldown_counter", "best"))
         backup_cb = make_backup_callback(run_dir.file(rd.BACKUP), cfg.callbacks.backup and cfg.callbacks.backup.every,
-                                         steps, batches_per_epoch, stateful, preemption)
+                                         steps, stateful, preemption)
         # backup last: it saves the others' state; extra_callbacks come from the caller (a sweep trial's pruning)
         callbacks = [nan_guard, *user_callbacks, *extra_callbacks, progress, backup_cb]
         if start.backup is not None:
             backup_cb.lr_scale = start.backup[0]["lr_scale"]  # NaN rollbacks before the interruption
-        fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, batches_per_epoch, cfg.train.epochs,
-                   val_ds, 0 if quiet else 2)
+        fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0 if quiet else 2)
 
         started = time.perf_counter()
         rollbacks = 0

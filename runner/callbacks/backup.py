@@ -178,8 +178,7 @@ def _assign(variables, arrays: dict, prefix: str, count: int) -> None:
         v.assign(value)
 
 
-def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_epoch: int, stateful: dict,
-                         preemption=None):
+def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: dict, preemption=None):
     """The Keras callback that writes backups and restores one at the start of fit (see docs/fault-tolerance.md)."""
     import keras
 
@@ -194,7 +193,7 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
             self.folder = Path(folder)
             self.folder.mkdir(parents=True, exist_ok=True)
             self.every = every  # "epoch", N steps, or None: backups disabled (signals still stop cleanly)
-            self.steps_per_epoch, self.batches_per_epoch = steps_per_epoch, batches_per_epoch
+            self.steps_per_epoch = steps_per_epoch
             self.stateful = stateful  # state key -> callback with get_state()/set_state()
             self.preemption = preemption
             self.pending = None  # (meta, arrays) to restore at the next train begin
@@ -221,7 +220,7 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, batches_per_
                 states[key] = state
                 arrays.update({f"cb/{key}/{i}": a for i, a in enumerate(extra)})
             meta = {"epoch": epoch, "step": step, "global_step": global_step,
-                    "position": epoch * self.batches_per_epoch + step, "stopped": stopped,
+                    "position": epoch * self.steps_per_epoch + step, "stopped": stopped,
                     "lr_scale": self.lr_scale, "callbacks": states,
                     "counts": {prefix: len(v) for prefix, v in self._groups()},
                     "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations))}
