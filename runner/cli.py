@@ -9,6 +9,7 @@ import sys
 
 from runner.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, DlrunError
 
+
 def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
@@ -61,28 +62,32 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from runner.config import load_config
-
-    cfg, loaded = load_config(args.spec, args.overrides)
+def _train(cfg, loaded, run_dir, spec_path, folds: bool) -> int:
+    """What `train` and `resume` share: data and devices ready, Keras's checks, the run, its summary."""
     _quiet_tensorflow()
     from runner.data.build import ensure_available
 
     ensure_available(cfg.data)  # missing data that cannot be fetched fails in seconds, before TensorFlow loads
-    from runner import run_dir as rd
     from runner.deep_checks import deep_check
     from runner.distribute import configure_devices
     from runner.run import run_experiment, summary_table
 
     configure_devices(cfg.distribute)  # logical devices can only be set before TensorFlow initializes them
     deep_check(cfg, loaded)
-    run_dir = rd.RunDir.at(args.run_dir) if args.run_dir else None
-    if cfg.data.kfold is not None:  # k models on the folds; the table shows mean ± std
+    if folds and cfg.data.kfold is not None:  # k models on the folds; the table shows mean ± std
         from runner.data.kfold import run_kfold as run_experiment, summary_table
-    result = run_experiment(cfg, run_dir, spec_path=args.spec)
+    result = run_experiment(cfg, run_dir, spec_path=spec_path)
     print(summary_table(result.metrics))
     print(f"run directory: {result.run_dir.path}")
     return 0
+
+
+def cmd_train(args) -> int:
+    from runner import run_dir as rd
+    from runner.config import load_config
+
+    cfg, loaded = load_config(args.spec, args.overrides)
+    return _train(cfg, loaded, rd.RunDir.at(args.run_dir) if args.run_dir else None, args.spec, folds=True)
 
 
 def cmd_sweep(args) -> int:
@@ -103,15 +108,11 @@ def cmd_resume(args) -> int:
     if not config.is_file():
         raise ConfigError(f"{args.run_dir}: not a run directory (no config.yaml); pass a folder that `dlrun train` "
                           "wrote")
-    cfg, _ = load_config(config, args.overrides)
-    _quiet_tensorflow()
+    cfg, loaded = load_config(config, args.overrides)
     from runner import run_dir as rd
-    from runner.run import run_experiment, summary_table
 
-    result = run_experiment(cfg, rd.RunDir(Path(args.run_dir)), spec_path=str(config))
-    print(summary_table(result.metrics))
-    print(f"run directory: {result.run_dir.path}")
-    return 0
+    # a fold's own run directory resumes as the single run it is
+    return _train(cfg, loaded, rd.RunDir(Path(args.run_dir)), str(config), folds=False)
 
 
 def cmd_eval(args) -> int:
