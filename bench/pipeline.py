@@ -94,13 +94,13 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from runner.config import load_config
+    from runner.spec import load_config
     from runner.data.augment import augment_fn
     from runner.data.info import DataInfo
     from runner.data.pipeline import label_fn, train_dataset
     from runner.data.preprocess import build_preprocess
     from runner.models import build_model, outputs_logits
-    from runner.training.setup import compile_model, label_mode, resolve_speed
+    from runner.training.compile_options import compile_model, label_mode, resolve_speed
 
     cfg, _ = load_config(str(ROOT / args.spec), args.overrides)
     keras.utils.set_random_seed(cfg.seed)

@@ -59,7 +59,7 @@ split strings, and with `--deep` Keras layer names).
 def render_schema() -> str:
     """Exactly what `dlrun schema` prints."""
     sys.path.insert(0, str(ROOT))
-    from runner.config.schema import json_schema
+    from runner.spec.schema import json_schema
 
     return json.dumps(json_schema(), indent=2) + "\n"
 

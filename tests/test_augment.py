@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from runner.config import load_config
+from runner.spec import load_config
 from runner.data.augment import AUGMENTATIONS, augment_fn
 from runner.data.info import DataInfo
-from runner.errors import ConfigError
+from runner.kernel.errors import ConfigError
 from tests.conftest import write_spec
 
 RGB = DataInfo((32, 32, 3), num_classes=10, value_range=(0.0, 255.0))
@@ -120,7 +120,8 @@ def test_colour_augmentations_need_rgb(tmp_path):
 
 
 def test_preview_batch_shows_augmented_samples_with_mixed_labels(tmp_path):
-    from runner.data.preview import label_text, preview_batch, write_grid
+    from runner.artifacts.plots import label_text, write_grid
+    from runner.tools.preview import preview_batch
 
     spec = {"name": "prev", "seed": 1, "model": {"arch": "mlp"}, "train": {"loss": "categorical_crossentropy"},
             "data": {"source": "sklearn", "name": "digits", "augment": ["random_flip"],

@@ -41,9 +41,9 @@ def _get(base: str, path: str, body=None):
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     """Two finished digits runs (different learning rates) and `dlrun tensorboard` over them on a free port."""
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     folder = tmp_path_factory.mktemp("board")
     root = folder / "runs"

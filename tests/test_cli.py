@@ -71,7 +71,7 @@ def test_schema_is_json_with_every_top_level_key():
 
 
 def test_validate_and_help_do_not_import_tensorflow():
-    code = ("import sys; from runner.cli import main; main(['validate', 'experiments/digits.yaml']); "
+    code = ("import sys; from runner.cli.main import main; main(['validate', 'experiments/digits.yaml']); "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False False")

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from runner.config.load import MAX_BYTES, MAX_EXTENDS, Loaded, apply_set, load_spec
-from runner.config.yaml12 import MAX_NODES, parse_yaml
-from runner.errors import ConfigError
+from runner.language.load import MAX_BYTES, MAX_EXTENDS, Loaded, apply_set, load_spec
+from runner.language.yaml12 import MAX_NODES, parse_yaml
+from runner.kernel.errors import ConfigError
 
 
 def _problems(call) -> list[str]:

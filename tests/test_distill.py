@@ -72,8 +72,9 @@ def test_distillation_loss_is_hinton_kl_plus_hard_cross_entropy(tmp_path):
 
 
 def test_teacher_errors_say_what_to_point_at(tmp_path):
-    from runner.errors import ConfigError
-    from runner.training.distill import Distill, make_distiller, teacher_path
+    from runner.kernel.errors import ConfigError
+    from runner.run.teacher import teacher_path
+    from runner.training.distill import Distill, make_distiller
 
     with pytest.raises(ConfigError) as e:
         teacher_path(Distill(teacher=str(tmp_path / "nowhere")), 1)

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT, digits_spec, run_cli, write_spec
-from runner.distribute import check_batch, wait_for_peers
-from runner.errors import ConfigError, EnvironmentProblem
+from runner.distribute.strategy import check_batch, wait_for_peers
+from runner.kernel.errors import ConfigError, EnvironmentProblem
 
 # the floor test_train's single-device digits runs are held to for this 3-epoch spec
 ACCURACY_FLOOR = 0.88
@@ -141,7 +141,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from runner.training.setup import clip_after_all_reduce
+from runner.training.compile_options import clip_after_all_reduce
 strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
 x = np.eye(4, dtype="float32")[[0, 1, 2, 3, 0, 1, 2, 3]] * 100
 y = np.zeros((8, 1), "float32")

@@ -8,14 +8,14 @@ import shutil
 import pytest
 from conftest import digits_spec, run_cli, write_spec
 
-from runner.cli import main
+from runner.cli.main import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     tmp = tmp_path_factory.mktemp("eval")
     spec = digits_spec(tmp, callbacks={"tensorboard": None, "backup": None})
@@ -45,8 +45,8 @@ def test_eval_reproduces_the_test_accuracy_of_metrics_json(run, capsys):
 
 
 def test_eval_of_the_best_checkpoint_on_validation_reproduces_the_best_epoch(run):
-    from runner.evaluate import evaluate_run
-    from runner.safe_load import open_run
+    from runner.tools.evaluate import evaluate_run
+    from runner.tools.open_run import open_run
 
     best = json.loads((run / "metrics.json").read_text())["best"]
     assert best["monitor"] == "val_accuracy"

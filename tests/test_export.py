@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from conftest import digits_spec, write_spec
 
-from runner.cli import main
+from runner.cli.main import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One small digits CNN, trained once, with `export: [onnx]` in its spec."""
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     tmp = tmp_path_factory.mktemp("export")
     spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]}, export=["onnx"],
@@ -34,8 +34,8 @@ def test_split(run):
     import keras
 
     from runner.data.build import build_data
-    from runner.evaluate import split_arrays
-    from runner.safe_load import open_run
+    from runner.tools.evaluate import split_arrays
+    from runner.tools.open_run import open_run
 
     opened = open_run(run)
     x, y = split_arrays(build_data(opened.cfg.data, opened.cfg.seed), "test", 64)
@@ -70,7 +70,7 @@ def test_spec_export_runs_after_training_and_onnx_runtime_matches_keras(run, tes
 
 
 def test_tflite_float_matches_and_int8_is_full_integer_within_one_point(run, test_split, tmp_path, capsys):
-    from runner.evaluate import predicted_classes
+    from runner.artifacts.export_formats import predicted_classes
 
     x, y, expected = test_split
     assert main(["export", str(run), "--format", "tflite", "--out", str(tmp_path)]) == 0
@@ -129,8 +129,8 @@ def test_quantize_is_for_tflite_only(run, tmp_path, capsys):
 
 
 def test_unknown_export_format_in_the_spec_is_a_config_error(tmp_path):
-    from runner.config import load_config
-    from runner.errors import ConfigError
+    from runner.spec import load_config
+    from runner.kernel.errors import ConfigError
 
     path = write_spec(tmp_path, {**digits_spec(tmp_path), "export": ["onx"]})
     with pytest.raises(ConfigError) as err:
@@ -142,13 +142,13 @@ def test_unknown_export_format_in_the_spec_is_a_config_error(tmp_path):
 
 def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_path):
     """Unnormalized table columns (0.05 .. 2500) share one input scale under full-integer INT8, and lose."""
-    from runner import run_dir as rd
-    from runner.config import load_config
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
     from runner.data.build import build_data
-    from runner.evaluate import split_arrays
-    from runner.export import export_run
-    from runner.run import run_experiment
-    from runner.safe_load import open_run
+    from runner.tools.evaluate import split_arrays
+    from runner.tools.export import export_run
+    from runner.run.lifecycle import run_experiment
+    from runner.tools.open_run import open_run
 
     spec = {"name": "cancer", "seed": 1, "output": {"dir": str(tmp_path)}, "callbacks": {"tensorboard": None},
             "data": {"source": "sklearn", "name": "breast_cancer", "batch_size": 32, "preprocess": ["normalize"]},
@@ -169,9 +169,9 @@ def test_a_format_that_cannot_carry_the_model_is_refused_and_the_others_still_go
     """Text preprocessing needs TensorFlow string ops: SavedModel carries them, ONNX Runtime cannot load them."""
     from test_predict import write_text_folder
 
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     spec = {"name": "reviews", "seed": 1, "output": {"dir": str(tmp_path)}, "export": ["onnx", "saved_model"],
             "callbacks": {"tensorboard": None, "checkpoint": None, "backup": None},

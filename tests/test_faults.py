@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import digits_spec, write_spec
-from runner import run_dir as rd
+from runner.kernel import run_dir as rd
 from runner.callbacks.backup import backup_files, read_backup, write_backup
-from runner.errors import EnvironmentProblem, TrainingError
-from runner.lock import RunLock
+from runner.kernel.errors import EnvironmentProblem, TrainingError
+from runner.run.lock import RunLock
 
 
 def spec(out_dir, **train):
@@ -24,8 +24,8 @@ def spec(out_dir, **train):
 
 
 def train(run, spec_dict):
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
     return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)
@@ -65,7 +65,7 @@ def test_nan_rollback_restores_the_last_backup_lowers_the_lr_and_finishes(tmp_pa
 
 
 def test_rollback_needs_backups(tmp_path):
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         train(tmp_path / "run", {**spec(tmp_path, nan_policy="rollback"), "callbacks": {"backup": None}})
@@ -91,7 +91,7 @@ def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
 
 
 def test_no_valid_backup_exits_5_naming_the_file_and_never_starts_over(tmp_path):
-    from runner.config import load_config, render
+    from runner.spec import load_config, render
 
     run = tmp_path / "run"
     (run / rd.BACKUP).mkdir(parents=True)

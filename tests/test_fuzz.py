@@ -11,8 +11,8 @@ import time
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from runner.cli import main
-from runner.config.load import display_path
+from runner.cli.main import main
+from runner.language.load import display_path
 from conftest import oversubscribed, timed_cli
 
 CLASSIFICATION_METRICS = ["accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"]
@@ -26,7 +26,7 @@ FUZZ_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
 
 def _dump(spec) -> str:
     """YAML text of a spec, without anchors: the strategies reuse constant maps, which safe_dump would alias."""
-    from runner.config.yaml12 import dump_yaml
+    from runner.language.yaml12 import dump_yaml
 
     return dump_yaml(spec)
 

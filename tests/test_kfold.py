@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import write_spec
-from runner.config import load_config
+from runner.spec import load_config
 from runner.data.build import split_pool
-from runner.data.kfold import fold_indices, summary_table, with_fold
+from runner.cli.output import kfold_summary as summary_table
+from runner.data.kfold import fold_indices
+from runner.run.kfold import with_fold
 from runner.data.sources import SOURCES
-from runner.errors import ConfigError
+from runner.kernel.errors import ConfigError
 
 
 def iris_cv_spec(tmp_path, **kfold) -> dict:

@@ -72,7 +72,7 @@ def test_bad_arch_options_are_config_errors(tmp_path):
 
 
 def test_unet_depth_must_divide_the_input():
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         _build({"arch": "unet", "depth": 4}, (8, 8, 1), 2)
@@ -87,7 +87,7 @@ def test_keras_app_names_freeze_and_offline_imagenet_error(tmp_path, monkeypatch
     from keras.src.backend import config as keras_config
     from keras.src.utils import file_utils
 
-    from runner.errors import ConfigError, DataError
+    from runner.kernel.errors import ConfigError, DataError
 
     with pytest.raises(ConfigError) as e:
         _build({"arch": "keras_app", "name": "Resnet50"}, (32, 32, 3), 10)

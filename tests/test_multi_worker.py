@@ -25,7 +25,7 @@ def test_the_override_targets_the_pinned_keras_code():
     import keras
     from keras.src.backend.tensorflow import trainer
 
-    from runner.multi_worker import PATCHED
+    from runner.distribute.multi_worker_fix import PATCHED
 
     functions = {PATCHED[0]: trainer.TensorFlowTrainer._maybe_symbolic_build, PATCHED[1]: trainer.reduce_per_replica}
     found = {"keras": keras.version(),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from runner.config import load_config
+from runner.spec import load_config
 from runner.data.augment import augment_fn
 from runner.data.info import DataInfo
 from runner.data.pipeline import eval_dataset, label_fn, steps_per_epoch, train_dataset

@@ -23,9 +23,9 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_variables(tmp_pat
                                                                          optimizer):
     import keras
 
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     seen = {}
 

@@ -9,15 +9,15 @@ import pytest
 from conftest import digits_spec, write_spec
 from scipy.special import softmax
 
-from runner.cli import main
+from runner.cli.main import main
 
 QUIET = {"tensorboard": None, "checkpoint": None, "backup": None}  # predict needs only model.keras
 
 
 def _train(tmp, spec):
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     cfg, _ = load_config(write_spec(tmp, spec))
     return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
@@ -25,8 +25,8 @@ def _train(tmp, spec):
 
 def _test_split(run):
     from runner.data.build import build_data
-    from runner.evaluate import split_arrays
-    from runner.safe_load import open_run
+    from runner.tools.evaluate import split_arrays
+    from runner.tools.open_run import open_run
 
     opened = open_run(run)
     return split_arrays(build_data(opened.cfg.data, opened.cfg.seed), "test", 64)
@@ -77,8 +77,8 @@ def test_png_files_written_from_digits_test_images_are_classified(digits_run, tm
 
 
 def test_npz_top_k_are_the_softmax_of_the_logits_in_order(digits_run, tmp_path):
-    from runner.predict import format_records, predict_run
-    from runner.safe_load import open_run
+    from runner.tools.predict import format_records, predict_run
+    from runner.tools.open_run import open_run
 
     x, _ = _test_split(digits_run)
     np.savez(tmp_path / "batch.npz", x=x[:4])
@@ -174,8 +174,8 @@ def test_image_folder_files_are_decoded_exactly_as_training_read_them(tmp_path):
 
     from runner.data.build import build_data
     from runner.data.sources.image_folder import index_folder
-    from runner.predict import predict_run, read_inputs
-    from runner.safe_load import open_run
+    from runner.tools.predict import predict_run, read_inputs
+    from runner.tools.open_run import open_run
 
     digits = load_digits()
     for i in range(60):

@@ -36,9 +36,9 @@ def test_the_model_zoo_recipes_are_there():
 def test_recipe_validates_and_builds_its_model(recipe):
     import keras
 
-    from runner.config import load_config
+    from runner.spec import load_config
     from runner.models import output_units
-    from runner.summary import build_for_summary, parameter_counts
+    from runner.tools.summary import build_for_summary, parameter_counts
     from runner.training.losses import label_mode
 
     cfg, _ = load_config(str(ROOT / "experiments" / recipe))

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import digits_spec, run_cli, write_spec
 from runner.callbacks.backup import backup_files, read_backup
-from runner.resume import config_differences
+from runner.run.resume import config_differences
 
 STEPS = 20  # 1257 training digits / batch 64
 EPOCHS = 3
@@ -34,9 +34,9 @@ def spec(out_dir, **train):
 
 
 def train_in_process(run, spec_dict):
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
     return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)
@@ -198,8 +198,8 @@ def test_early_stopping_resumed_stops_at_the_same_epoch_and_keeps_the_best_check
 
 
 def test_resume_with_a_changed_config_is_refused_with_the_differing_keys(tmp_path):
-    from runner.config import load_config, render
-    from runner.errors import ConfigError
+    from runner.spec import load_config, render
+    from runner.kernel.errors import ConfigError
 
     run = tmp_path / "run"
     run.mkdir()
@@ -235,7 +235,7 @@ def test_config_differences_allow_growing_epochs_and_output_keys_only():
 
 
 def test_resume_of_a_completed_run_with_more_epochs_continues_it(tmp_path, reference, capsys):
-    from runner.cli import main
+    from runner.cli.main import main
 
     run = tmp_path / "run"
     shutil.copytree(reference, run)

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, digits_spec, run_cli, write_spec
 from runner.callbacks.backup import backup_files, read_backup
-from runner.signals import Preemption
+from runner.run.signals import Preemption
 
 EPOCHS = 6
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from sklearn import datasets
 
-from runner.cli import main
-from runner.config import load_config
-from runner.errors import DataError
+from runner.cli.main import main
+from runner.spec import load_config
+from runner.kernel.errors import DataError
 from tests.conftest import write_spec
 
 TEXT_SETS = ("iris", "digits", "wine", "breast_cancer")

@@ -30,9 +30,9 @@ def _values(acc, tag):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A 2-epoch digits run with every TensorBoard option on, trained in this process."""
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     folder = tmp_path_factory.mktemp("tb")
     spec = digits_spec(folder / "runs", callbacks=TB_SPEC,
@@ -104,7 +104,7 @@ def test_steps_continue_across_fits(tmp_path):
     import keras
     from sklearn.datasets import load_digits
 
-    from runner import run_dir as rd
+    from runner.kernel import run_dir as rd
     from runner.callbacks import CallbackContext
     from runner.callbacks.tensorboard import TensorBoard, build
 

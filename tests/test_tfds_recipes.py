@@ -12,11 +12,11 @@ import pytest
 import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
-from runner.cli import main
-from runner.config import load_config
+from runner.cli.main import main
+from runner.spec import load_config
 from runner.data.build import build_data, ensure_available
 from runner.data.sources import tfds_source
-from runner.errors import ConfigError, DataError
+from runner.kernel.errors import ConfigError, DataError
 from tests.conftest import run_cli, write_spec
 
 RECIPES = {"cifar10": ([32, 32, 3], "float32"), "mnist": ([28, 28, 1], "float32"),

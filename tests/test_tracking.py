@@ -19,9 +19,9 @@ COMPLETED, FAILED, RUNNING = "20260101-100000-aaaaaa", "20260101-110000-bbbbbb",
 
 
 def _train(spec_path, run_path):
-    from runner import run_dir as rd
-    from runner.config import load_config
-    from runner.run import run_experiment
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.lifecycle import run_experiment
 
     cfg, _ = load_config(str(spec_path), [])
     return run_experiment(cfg, rd.RunDir.at(str(run_path)), spec_path=str(spec_path), quiet=True)
@@ -30,7 +30,7 @@ def _train(spec_path, run_path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """runs/digits-test/ with a completed run and a failed one (non-finite loss), specs in a git repository."""
-    from runner.errors import TrainingError
+    from runner.kernel.errors import TrainingError
 
     repo = tmp_path_factory.mktemp("repo")
     root = repo / "runs"
@@ -56,11 +56,11 @@ def _pixels(path):
 def test_plots_in_the_run_directory(runs):
     import keras
 
-    from runner.config import load_config
+    from runner.spec import load_config
     from runner.data.build import build_data
     from runner.data.pipeline import eval_dataset
     from runner.models import outputs_logits
-    from runner.tracking.plots import confusion_matrix, learning_curves, read_history
+    from runner.artifacts.plots import confusion_matrix, learning_curves, read_history
 
     _, _, completed = runs
     run = completed.run_dir.path
@@ -158,7 +158,7 @@ def test_compare_shows_config_differences_and_metrics(runs):
 def test_env_json_and_dlrun_env(runs, tmp_path):
     import keras
 
-    from runner.env_info import git_info
+    from runner.distribute.environment import git_info
 
     repo, _, completed = runs
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
@@ -181,7 +181,7 @@ def test_env_json_and_dlrun_env(runs, tmp_path):
 
 
 def test_tensorboard_warns_when_bound_beyond_loopback(tmp_path):
-    from runner.tracking.tb_server import is_loopback
+    from runner.tools.tensorboard import is_loopback
 
     assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0")] == [True, True, True, False]
     with socket.socket() as s:

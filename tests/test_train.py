@@ -69,7 +69,7 @@ import sys, json
 import keras
 model = keras.saving.load_model({str(run / 'model.keras')!r})
 assert 'runner' not in sys.modules  # the saved model needs no dlrun code
-from runner.config import load_config
+from runner.spec import load_config
 from runner.data.build import build_data
 cfg, _ = load_config({str(run / 'config.yaml')!r})
 data = build_data(cfg.data, cfg.seed)

@@ -49,14 +49,14 @@ def test_one_cycle_refuses_an_extra_warmup():
 
 
 def _load(folder, spec: dict):
-    from runner.config import load_config
+    from runner.spec import load_config
 
     folder.mkdir(parents=True, exist_ok=True)
     return load_config(write_spec(folder, spec))[0]
 
 
 def _run(tmp_path, **sections):
-    from runner.run import run_experiment
+    from runner.run.lifecycle import run_experiment
 
     spec = digits_spec(tmp_path, **sections)
     spec["callbacks"] = {"tensorboard": None, "checkpoint": None, **spec.get("callbacks", {})}
@@ -73,7 +73,7 @@ def test_reduce_on_plateau_halves_the_rate_after_each_flat_epoch(tmp_path):
 
 
 def test_reduce_on_plateau_with_a_schedule_is_a_config_error(tmp_path):
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         _run(tmp_path, train={"epochs": 1, "lr": {"schedule": "cosine", "base": 0.01}},
@@ -106,7 +106,7 @@ def test_class_weights_balanced_and_by_name_or_index(tmp_path):
 
 def test_class_weight_errors(tmp_path):
     from runner.data.info import DataInfo
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
     from runner.training.losses import class_weights
 
     data = _breast_cancer(tmp_path)

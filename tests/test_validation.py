@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 
 from conftest import CLI_ENV, ROOT, assert_fast, timed_cli, write_spec
-from runner.cli import main
-from runner.config import load_config, render
-from runner.config.load import display_path as shown, load_spec
-from runner.config.validate import MAX_REPORTED
-from runner.config.yaml12 import parse_yaml
+from runner.cli.main import main
+from runner.spec import load_config, render
+from runner.language.load import display_path as shown, load_spec
+from runner.spec.validate import MAX_REPORTED
+from runner.language.yaml12 import parse_yaml
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../docs/dlrun.schema.json"
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -31,7 +31,7 @@ def _validate(capsys, *args) -> tuple[int, list[str]]:
 def test_validate_render_schema_and_help_never_import_tensorflow():
     code = """if True:
         import contextlib, io, json, sys
-        from runner.cli import main
+        from runner.cli.main import main
         codes = []
         with contextlib.redirect_stdout(io.StringIO()):
             for argv in (["validate", "experiments/cifar10.yaml"], ["render", "experiments/cifar10.yaml"],

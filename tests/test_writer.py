@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from runner import run_dir as rd
-from runner import writer
-from runner.errors import EnvironmentProblem
+from runner.kernel import run_dir as rd
+from runner.kernel import writer
+from runner.kernel.errors import EnvironmentProblem
 
 
 def test_a_synchronous_write_waits_for_the_queued_ones(tmp_path):

@@ -14,9 +14,9 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import Field
 
-from runner import writer
+from runner.kernel import writer
 from runner.callbacks.registry import CALLBACKS
-from runner.config.base import PositiveInt, Strict
+from runner.language.fields import PositiveInt, Strict
 
 FORMAT = 1
 KEEP = 2  # the newest backup and the previous good one
@@ -90,7 +90,7 @@ def read_backup(path: Path) -> tuple[dict, dict]:
 
 def write_backup(path: Path, meta: dict, arrays: dict) -> None:
     """Temp file + fsync + os.replace (run_dir.atomic_write): a reader sees the old file or the new one."""
-    from runner import run_dir as rd
+    from runner.kernel import run_dir as rd
 
     data = encode(meta, arrays)
     half = _test_hook("DLRUN_TEST_KILL_IN_BACKUP")
@@ -182,8 +182,7 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
     """The Keras callback that writes backups and restores one at the start of fit (see docs/fault-tolerance.md)."""
     import keras
 
-    from runner.errors import EnvironmentProblem
-    from runner.signals import Preempted
+    from runner.kernel.errors import EnvironmentProblem, Preempted
 
     class BackupCallback(keras.callbacks.Callback):
         """Writes backups at epoch ends or every N steps, on a signal, and restores `pending` at train begin."""

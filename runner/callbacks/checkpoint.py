@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field
 
 from runner.callbacks.registry import CALLBACKS, monitor_mode
-from runner.config.base import Strict
+from runner.language.fields import Strict
 
 
 class Checkpoint(Strict):
@@ -22,8 +22,8 @@ class Checkpoint(Strict):
 def _make(cfg: Checkpoint, ctx):
     import keras
 
-    from runner import run_dir as rd
-    from runner.writer import save_model  # in the background: the loop pays for a copy
+    from runner.kernel import run_dir as rd
+    from runner.kernel.writer import save_model  # in the background: the loop pays for a copy
 
     class AtomicCheckpoint(keras.callbacks.Callback):
         def __init__(self):

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field
 
 from runner.callbacks.registry import CALLBACKS, monitor_mode
-from runner.config.base import NonNegFloat, NonNegInt, Strict
+from runner.language.fields import NonNegFloat, NonNegInt, Strict
 
 
 class EarlyStopping(Strict):

@@ -10,8 +10,8 @@ import time
 
 import keras
 
-from runner import run_dir as rd
-from runner.writer import submit
+from runner.kernel import run_dir as rd
+from runner.kernel.writer import submit
 
 
 class Progress(keras.callbacks.Callback):

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Optional
 from pydantic import Field
 
 from runner.callbacks.registry import CALLBACKS, monitor_mode
-from runner.config.base import NonNegFloat, NonNegInt, PositiveInt, Strict
+from runner.language.fields import NonNegFloat, NonNegInt, PositiveInt, Strict
 
 
 class ReduceOnPlateau(Strict):
@@ -25,7 +25,7 @@ class ReduceOnPlateau(Strict):
 def build(cfg: ReduceOnPlateau, ctx):
     import keras
 
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         def on_train_begin(self, logs=None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner.registry import Registry
+from runner.kernel.registry import Registry
 
 CALLBACKS = Registry("callback")
 MAXIMIZED = ("accuracy", "top5_accuracy", "precision", "recall", "f1", "auc")

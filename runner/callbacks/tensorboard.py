@@ -13,11 +13,8 @@ import yaml
 from pydantic import Field, field_validator
 
 from runner.callbacks.registry import CALLBACKS
-from runner.config.base import NonNegInt, PositiveInt, Strict
+from runner.language.fields import NonNegInt, PositiveInt, Strict
 
-SAMPLES_TAG = "augmented_samples"
-CONFUSION_TAG = "confusion_matrix"
-CONFIG_TAG = "config"
 
 
 class TensorBoard(Strict):
@@ -69,7 +66,7 @@ def write_hparams(run_dir) -> dict:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    from runner import run_dir as rd
+    from runner.kernel import run_dir as rd
 
     path = Path(getattr(run_dir, "path", run_dir))
     config = yaml.safe_load((path / rd.CONFIG).read_text())

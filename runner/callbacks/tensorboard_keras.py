@@ -9,10 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from runner import run_dir as rd
-from runner.callbacks.tensorboard import CONFIG_TAG, CONFUSION_TAG, SAMPLES_TAG
+from runner.kernel import run_dir as rd
 from runner.models import outputs_logits
-from runner.tracking import plots
+from runner.artifacts import plots
+
+SAMPLES_TAG = "augmented_samples"
+CONFUSION_TAG = "confusion_matrix"
+CONFIG_TAG = "config"
 
 
 def _png_batch(png: bytes):
@@ -137,7 +140,7 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         # images with class labels only: the grid titles each sample with its class (or its mixup blend)
         if info is None or len(info.input_shape) != 3 or not info.num_classes:
             return
-        from runner.data.preview import write_grid
+        from runner.artifacts.plots import write_grid
 
         # the first batch of the stream fit consumes: exactly what the model saw, and no second data load
         x, y = next(iter(self.ctx.train_data.take(1)))

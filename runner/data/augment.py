@@ -6,8 +6,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field
 
-from runner.config.base import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model
-from runner.registry import Registry
+from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model
+from runner.kernel.registry import Registry
 
 AUGMENTATIONS = Registry("augmentation")
 BATCH_AUGMENTATIONS = Registry("batch augmentation")
@@ -190,7 +190,7 @@ def _exact_cutmix():
 
 
 def build_layers(registry, steps, info) -> list:
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     layers = []
     for i, step in enumerate(steps):

@@ -10,7 +10,7 @@ from runner.data.info import DataInfo
 from runner.data.sources import SOURCES
 from runner.data.sources.registry import Pool
 from runner.data.splits import pool_order, slice_bounds
-from runner.errors import DataError
+from runner.kernel.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 

@@ -24,7 +24,7 @@ def unreadable_images(paths) -> list[tuple[str, str]]:
 
 def check_corrupt(bad: list[tuple[str, str]], total: int, key: str, skip: bool) -> int:
     """Raise a DataError naming the bad files, or (skip) log and return how many are skipped."""
-    from runner.errors import DataError
+    from runner.kernel.errors import DataError
 
     if not bad:
         return 0

@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from runner.config.base import PositiveFloat, PositiveInt, Strict, step_model
-from runner.registry import Registry
+from runner.language.fields import PositiveFloat, PositiveInt, Strict, step_model
+from runner.kernel.registry import Registry
 
 PREPROCESS = Registry("preprocessing step")
 

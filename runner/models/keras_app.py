@@ -6,7 +6,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field
 
-from runner.config.base import NonNegInt
+from runner.language.fields import NonNegInt
 from runner.models.registry import ARCHS, ArchCommon, head
 
 
@@ -26,8 +26,8 @@ def application(name: str):
     """The keras.applications constructor called `name`, or a ConfigError naming the closest ones."""
     import keras
 
-    from runner.errors import ConfigError
-    from runner.registry import unknown_name_message
+    from runner.kernel.errors import ConfigError
+    from runner.kernel.registry import unknown_name_message
 
     names = sorted(n for n in dir(keras.applications) if n[:1].isupper())
     if name not in names:
@@ -40,7 +40,7 @@ def _load_base(cfg: KerasApp, shape):
 
     from keras.src.backend.config import keras_home
 
-    from runner.errors import ConfigError, DataError
+    from runner.kernel.errors import ConfigError, DataError
 
     build = application(cfg.name)
     previous = socket.getdefaulttimeout()

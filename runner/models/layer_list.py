@@ -7,9 +7,9 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from runner.config.base import Strict
+from runner.language.fields import Strict
 from runner.models.registry import ARCHS
-from runner.registry import did_you_mean
+from runner.kernel.registry import did_you_mean
 
 
 class LayerList(Strict):
@@ -65,7 +65,7 @@ def make_layers(cfg: LayerList) -> tuple[list, list]:
 
 @ARCHS.register("layers", config=LayerList)
 def build_layer_list(cfg: LayerList, x, out_units: int):
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     layers, problems = make_layers(cfg)
     if problems:

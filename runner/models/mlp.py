@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from runner.config.base import PositiveInt
+from runner.language.fields import PositiveInt
 from runner.models.registry import ARCHS, ArchCommon, dense_block, head
 
 

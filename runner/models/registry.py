@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from runner.config.base import NonNegFloat, Strict
-from runner.registry import Registry
+from runner.language.fields import NonNegFloat, Strict
+from runner.kernel.registry import Registry
 
 ARCHS = Registry("arch")
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from runner.config.base import PositiveFloat, PositiveInt
+from runner.language.fields import PositiveFloat, PositiveInt
 from runner.models.registry import ARCHS, ArchCommon, head
 
 

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from runner.config.base import PositiveInt
+from runner.language.fields import PositiveInt
 from runner.models.registry import ARCHS, ArchCommon, head
 
 

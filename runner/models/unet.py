@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from runner.config.base import PositiveInt
+from runner.language.fields import PositiveInt
 from runner.models.registry import ARCHS, ArchCommon, head
 
 
@@ -37,7 +37,7 @@ def _convs(cfg: UNet, x, filters: int):
 def build_unet(cfg: UNet, x, out_units: int):
     import keras
 
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     L = keras.layers
     step = 2**cfg.depth

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.config import render
-from runner.run_dir import atomic_write
-from runner.sweep.spec import trial_config, trial_params
+from runner.spec import render
+from runner.kernel.run_dir import atomic_write
+from runner.spec.sweep import trial_config, trial_params
 
 
 def best_spec(cfg, trial) -> str:

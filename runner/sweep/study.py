@@ -13,15 +13,14 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from runner import run_dir as rd
-from runner.config import load_config
-from runner.errors import ConfigError, DlrunError, EnvironmentProblem, TrainingError
+from runner.kernel import run_dir as rd
+from runner.spec import load_config
+from runner.kernel.errors import ConfigError, DlrunError, EnvironmentProblem, TrainingError
 from runner.sweep.best import write_best
-from runner.sweep.spec import Choice, IntRange, LogUniform, decode, encode, trial_config, trial_params
+from runner.spec.sweep import Choice, IntRange, LogUniform, decode, encode, trial_config, trial_params
 
 SQLITE_BUSY_S = 60  # concurrent workers wait this long for SQLite's write lock instead of failing at once
 MAX_FAILURES_IN_A_ROW = 3  # trials failing one after another mean the spec, not the values, is broken
-DB, TRIALS, BEST = "sweep.db", "trials", "best.yaml"
 
 
 def _say(message: str) -> None:
@@ -37,7 +36,7 @@ def sweep_root(cfg) -> Path:
 
 
 def storage_url(cfg, url: str | None) -> str:
-    return url or f"sqlite:///{(sweep_root(cfg) / DB).resolve()}"
+    return url or f"sqlite:///{(sweep_root(cfg) / rd.SWEEP_DB).resolve()}"
 
 
 def _retry(sweep):
@@ -165,7 +164,7 @@ def objective_value(run_dir: Path, cfg, sweep) -> float | None:
 
     if sweep.metric.startswith("test_"):
         return json.loads((run_dir / rd.METRICS).read_text()).get("test", {}).get(sweep.metric[len("test_"):])
-    runs = sorted((run_dir / "folds").iterdir()) if cfg.data.kfold is not None else [run_dir]
+    runs = sorted((run_dir / rd.FOLDS).iterdir()) if cfg.data.kfold is not None else [run_dir]
     bests = [_history_best(p, sweep.metric, sweep.direction() == "maximize") for p in runs]
     bests = [b for b in bests if b is not None]
     return sum(bests) / len(bests) if bests else None
@@ -209,7 +208,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
     import optuna
     from optuna.trial import TrialState
 
-    from runner.deep_checks import deep_check
+    from runner.spec.deep_checks import deep_check
 
     cfg, loaded = load_config(spec_path, overrides)
     if cfg.sweep is None:
@@ -242,7 +241,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         if previous and (Path(previous) / rd.CONFIG).is_file():
             run_dir = rd.RunDir.at(previous)
         else:
-            run_dir = rd.RunDir.at(root / TRIALS / f"{trial.number:04d}-{secrets.token_hex(3)}")
+            run_dir = rd.RunDir.at(root / rd.SWEEP_TRIALS / f"{trial.number:04d}-{secrets.token_hex(3)}")
         trial.set_user_attr("run_dir", str(run_dir.path))
         trial.set_user_attr("host", socket.gethostname())
         shown = ", ".join(f"{k}={_shown(v)}" for k, v in params.items())
@@ -254,9 +253,9 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         keras.backend.clear_session()  # as Keras Tuner does: no trial inherits the graphs and names of the last
         reporter = TrialReporter(trial, sweep.metric, prune=sweep.pruner is not None)
         if trial_cfg.data.kfold is not None:
-            from runner.data.kfold import run_kfold as train
+            from runner.run.kfold import run_kfold as train
         else:
-            from runner.run import run_experiment as train
+            from runner.run.lifecycle import run_experiment as train
         train(trial_cfg, run_dir, spec_path=spec_path, quiet=True, extra_callbacks=[reporter])
         if reporter.stop_all:
             _say(f"trial {trial.number}: pruned after {reporter.step} epochs")
@@ -315,8 +314,8 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
             if interrupted and trial is not None and trial.state == TrialState.FAIL:
                 retry(study, trial)  # interrupted, not wrong: the same values run again when the sweep resumes
             raise
-        write_best(study, root / BEST, cfg)
-    best = write_best(study, root / BEST, cfg)
+        write_best(study, root / rd.BEST_SPEC, cfg)
+    best = write_best(study, root / rd.BEST_SPEC, cfg)
     print(status_text(cfg, study, url, budget))
     if best is not None:
         print(f"best spec: {best}")
@@ -325,7 +324,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
 
 def status_text(cfg, study, url: str, budget: int) -> str:
     """Progress of the study: counts by state, the best trial, and one line per trial."""
-    from runner.tracking.runs import table
+    from runner.kernel.text import table
 
     sweep = cfg.sweep
     trials = study.get_trials(deepcopy=False)

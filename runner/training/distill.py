@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import os
 
 from pydantic import Field
 
-from runner.config.base import PositiveFloat, Strict, UnitFloat
+from runner.language.fields import PositiveFloat, Strict, UnitFloat
 
 
 class Distill(Strict):
@@ -16,37 +15,11 @@ class Distill(Strict):
     alpha: UnitFloat = Field(0.1, description="weight of the hard-label loss; the soft KL term gets 1 - alpha")
 
 
-def teacher_path(cfg_distill: Distill, seed: int) -> str:
-    """The teacher's .keras file; a spec teacher is trained first, in its own run directory."""
-    from runner.errors import ConfigError
-
-    path = cfg_distill.teacher
-    if path.endswith((".yaml", ".yml")):
-        import keras
-
-        from runner.config import load_config
-        from runner.run import run_experiment
-        from runner.run_dir import MODEL
-
-        if not os.path.isfile(path):
-            raise ConfigError(f"distill.teacher: spec {path} not found (relative paths start from the current "
-                              f"directory, {os.getcwd()})")
-        teacher_cfg, _ = load_config(path)
-        result = run_experiment(teacher_cfg, spec_path=path, quiet=True)
-        keras.utils.set_random_seed(seed)  # the student starts from the same state as without a teacher
-        return str(result.run_dir.file(MODEL))
-    model = os.path.join(path, "model.keras") if os.path.isdir(path) else path
-    if not (model.endswith(".keras") and os.path.isfile(model)):
-        raise ConfigError(f"distill.teacher: {path} is neither a run directory with model.keras, a .keras file "
-                          f"nor a .yaml spec; point it at a finished run (runs/<name>/<run>) or a teacher spec")
-    return model
-
-
 def make_distiller(cfg_distill: Distill, student, teacher_file: str, student_logits: bool):
     """The student wrapped with its frozen teacher; call inside strategy.scope()."""
     import keras
 
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     if not student_logits:
         raise ConfigError("distill: the student must output logits; set model.output_activation: auto")

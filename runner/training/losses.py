@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from runner.config.base import PositiveFloat, Strict, UnitFloat
-from runner.registry import Registry
+from runner.language.fields import PositiveFloat, Strict, UnitFloat
+from runner.kernel.registry import Registry
 
 LOSSES = Registry("loss")
 CLASSIFICATION_LOSSES = {"auto", "sparse_categorical_crossentropy", "categorical_crossentropy",
@@ -97,7 +97,7 @@ def class_weights(spec, labels, info) -> dict[int, float] | None:
     """`train.class_weight` as Keras's {class index: weight}: 'balanced' is n / (classes * count), as in sklearn."""
     import numpy as np
 
-    from runner.errors import ConfigError
+    from runner.kernel.errors import ConfigError
 
     if spec is None:
         return None

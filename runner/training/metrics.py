@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from runner.registry import Registry
+from runner.kernel.registry import Registry
 
 METRICS = Registry("metric")
 CLASSIFICATION_METRICS = {"accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"}

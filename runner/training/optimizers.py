@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import Field, create_model
 
-from runner.config.base import PositiveFloat, PositiveInt, Strict, UnitFloat
-from runner.registry import Registry
+from runner.language.fields import PositiveFloat, PositiveInt, Strict, UnitFloat
+from runner.kernel.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 

@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from runner.config.base import NonNegFloat, PositiveFloat, PositiveInt, Strict, UnitFloat
-from runner.registry import Registry
+from runner.language.fields import NonNegFloat, PositiveFloat, PositiveInt, Strict, UnitFloat
+from runner.kernel.registry import Registry
 
 SCHEDULES = Registry("schedule")
 

@@ -7,9 +7,9 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
-from runner.data.sources.common import DataCommon
+from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
-from runner.errors import DataError
+from runner.kernel.errors import DataError
 
 
 class CsvData(DataCommon):
@@ -45,7 +45,7 @@ def _read(cfg: CsvData) -> tuple[list[str], list[list[str]]]:
 
 
 def _columns(cfg: CsvData, header: list[str]) -> list[str]:
-    from runner.registry import did_you_mean
+    from runner.kernel.registry import did_you_mean
 
     features = cfg.features if cfg.features is not None else [h for h in header if h != cfg.label]
     for key, names in (("label", [cfg.label]), ("features", features), ("categorical", cfg.categorical)):

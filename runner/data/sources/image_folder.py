@@ -7,10 +7,10 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
-from runner.config.base import PositiveInt
-from runner.data.sources.common import DataCommon
+from runner.language.fields import PositiveInt
+from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
-from runner.errors import DataError
+from runner.kernel.errors import DataError
 
 FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}

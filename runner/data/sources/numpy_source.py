@@ -6,9 +6,9 @@ from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
-from runner.data.sources.common import DataCommon
+from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
-from runner.errors import DataError
+from runner.kernel.errors import DataError
 
 
 class NumpyData(DataCommon):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy stays out of `dlrun validate`, which imports the source registry
     import numpy as np
 
-from runner.registry import Registry
+from runner.kernel.registry import Registry
 
 SOURCES = Registry("data source")
 

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from runner.data.sources.common import DataCommon
+from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
 
 _TASKS = {"digits": "classification", "iris": "classification", "wine": "classification",

@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from runner.data.sources.common import DataCommon
+from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.image_folder import index_folder
 from runner.data.sources.registry import SOURCES, Pool
-from runner.errors import DataError
+from runner.kernel.errors import DataError
 
 
 class TextFolderData(DataCommon):

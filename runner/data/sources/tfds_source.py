@@ -12,10 +12,10 @@ from urllib.parse import urlparse
 
 from pydantic import Field
 
-from runner.config.base import PositiveInt
-from runner.data.sources.common import DataCommon, Splits
+from runner.language.fields import PositiveInt
+from runner.data.sources.common_fields import DataCommon, Splits
 from runner.data.sources.registry import SOURCES
-from runner.errors import ConfigError, DataError
+from runner.kernel.errors import ConfigError, DataError
 
 PROBE_TIMEOUT_S = 3.0
 OFFLINE_ENV = "DLRUN_OFFLINE"  # set to 1 to treat the network as down (no probe, no download)
@@ -124,7 +124,7 @@ def _builder(cfg: TfdsData, root: Path):
     try:
         return tfds.builder(cfg.name, data_dir=str(root))
     except tfds.core.registered.DatasetNotFoundError:
-        from runner.registry import did_you_mean
+        from runner.kernel.registry import did_you_mean
 
         hint = did_you_mean(cfg.name.split("/")[0].split(":")[0], tfds.list_builders())
         raise ConfigError(f"data.name: unknown TFDS data set '{cfg.name}'{hint} "

@@ -1,0 +1,187 @@
+"""Export formats: a model as .keras, SavedModel, ONNX or LiteRT, each file read back by the runtime that serves
+it and compared with Keras on held-out data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from runner.kernel import run_dir as rd
+
+CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
+CHECK_EXAMPLES = 512  # held-out examples each export is compared on
+TOLERANCE = 1e-4  # max |output difference| accepted for float exports
+RUNTIMES = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+
+
+def artifact_name(fmt: str, quantize: str | None = None) -> str:
+    return rd.EXPORT_FILES[fmt] if not quantize else rd.quantized_export(quantize)
+
+
+def _write_keras(source, model, path, quantize, calibration):
+    rd.atomic_save(path, lambda tmp: shutil.copyfile(source, tmp))  # the compiled, portable file as is
+
+
+def _write_saved_model(source, model, path, quantize, calibration):
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        os.chmod(tmp, 0o777 & ~rd.UMASK)  # mkdtemp makes 0700; the folder gets the user's usual mode
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_onnx(source, model, path, quantize, calibration):
+    model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
+    rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
+
+
+def _write_tflite(source, model, path, quantize, calibration, full_integer: bool = True):
+    import tensorflow as tf
+
+    options = {}
+    if quantize == "float16":
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "target_spec": {"supported_types": [tf.float16]}}
+    elif quantize == "int8" and full_integer:
+        # weights AND activations in int8, activation ranges calibrated on training examples; inputs and
+        # outputs stay float32 so the file still takes the raw inputs the source yields
+        def representative():
+            for x in calibration:
+                yield [x[None]]
+
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
+    elif quantize == "int8":  # dynamic range: int8 weights, activations quantized on the fly per batch
+        options = {"optimizations": [tf.lite.Optimize.DEFAULT]}
+    rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="litert", verbose=False, **options))
+
+
+WRITERS = {"keras": _write_keras, "saved_model": _write_saved_model, "onnx": _write_onnx, "tflite": _write_tflite}
+
+
+def run_exported(fmt: str, path: Path, x):
+    """Outputs of the exported file on inputs `x`, computed by the runtime that serves that format."""
+    import numpy as np
+
+    if fmt == "keras":
+        return np.asarray(_load_keras(path).predict(as_model_input(x), verbose=0))
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # held: the concrete function only references its variables
+        return loaded.serve(as_model_input(x)).numpy()
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))  # the file's batch dimension is 1 until resized
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"]).copy()
+
+
+def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dict:
+    """How far the runtime's outputs are from Keras's, and for classification both accuracies."""
+    import numpy as np
+
+    got = run_exported(fmt, path, x)
+    check = {"runtime": f"{RUNTIMES[fmt]} {metadata.version(RUNTIMES[fmt])}", "split": split, "examples": len(x),
+             "max_abs_diff": float(np.max(np.abs(got.astype("float64") - expected))),
+             "tolerance": None if quantize else TOLERANCE}
+    if mode in ("sparse", "one_hot", "binary"):
+        check["keras_accuracy"] = float(np.mean(predicted_classes(expected, mode, from_logits) == y))
+        check["accuracy"] = float(np.mean(predicted_classes(got, mode, from_logits) == y))
+    check["ok"] = check["max_abs_diff"] <= TOLERANCE if not quantize else (
+        "accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01)
+    return check
+
+
+def export_model(model, source: Path, data, formats, out: Path, mode: str, batch_size: int,
+                 quantize: str | None = None) -> list[dict]:
+    """Export `model` (saved at `source`) in each format to `out`, check each file with its runtime on the
+    first held-out split of `data`, and record the checks in out/export.json."""
+    split = next(s for s in ("test", "validation", "train") if data.has(s))
+    x, y = next(data.splits[split].batch(CHECK_EXAMPLES).as_numpy_iterator())
+    calibration = next(data.splits["train"].batch(CALIBRATION_EXAMPLES).as_numpy_iterator())[0]
+    expected = model.predict(as_model_input(x), batch_size=batch_size, verbose=0).astype("float64")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / rd.EXPORT_MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    results = []
+    for fmt in formats:
+        path = out / artifact_name(fmt, quantize)
+        entry = _export_one(source, model, fmt, quantize, path, calibration, (x, y, expected, mode, split))
+        manifest[path.name] = {k: v for k, v in entry.items() if k != "path"}
+        results.append(entry)
+    rd.atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2))
+    return results
+
+
+def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> dict:
+    """Write one format and check it; a converter or runtime that cannot take this model gives an "error"
+    entry (and no file) instead of an exception, so the other formats still go out."""
+    from runner.models import outputs_logits
+
+    x, y, expected, mode, split = held_out
+    entry = {"format": fmt, "quantize": quantize, "path": str(path)}
+    stage = "export"
+    try:
+        WRITERS[fmt](source, model, path, quantize, calibration)
+        stage = f"{RUNTIMES[fmt]} reading the exported file"
+        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
+        entry.update(check)
+        if quantize == "int8":
+            entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
+            if not check["ok"]:
+                # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
+                # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
+                _write_tflite(source, model, path, quantize, calibration, full_integer=False)
+                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
+                             scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
+                entry.pop("calibration")
+    except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        hint = ("; the model takes text, and its text preprocessing needs TensorFlow string ops, which only the "
+                "keras and saved_model formats carry") if model.inputs[0].dtype == "string" else ""
+        what = f"--format {fmt}" + (f" --quantize {quantize}" if quantize else "")
+        entry.update(ok=False, error=f"{what}: {stage} failed ({type(e).__name__}: {first}){hint}; no file kept")
+    return entry
+
+
+def as_model_input(x):
+    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects, bytes or str."""
+    if x.dtype.kind not in "OSU":
+        return x
+    import tensorflow as tf
+
+    return tf.constant(x)
+
+
+def predicted_classes(outputs, mode: str, from_logits: bool):
+    import numpy as np
+
+    if mode == "binary":
+        return (outputs[:, 0] > (0.0 if from_logits else 0.5)).astype("int64")
+    return np.argmax(outputs, axis=-1)
+
+
+def _load_keras(path):
+    import keras
+
+    return keras.saving.load_model(path)

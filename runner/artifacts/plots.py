@@ -1,0 +1,162 @@
+"""Figures of a run: learning curves and the confusion matrix, as PNG files and bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+
+NOT_CURVES = ("epoch", "learning_rate", "epoch_seconds")
+
+
+def _figure(width: float, height: float):
+    # matplotlib.figure.Figure renders with Agg without pyplot: no global state, no display needed
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def read_history(path) -> list[dict]:
+    """history.csv as a list of {column: float} rows (empty cells are NaN)."""
+    with open(path, newline="") as f:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def learning_curves(rows: list[dict]):
+    """Loss and each metric, train vs validation, per epoch; the learning rate on a second axis of the loss."""
+    from matplotlib.ticker import MaxNLocator
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    names = [c for c in columns if c not in NOT_CURVES and not c.startswith("val_")]
+    names.sort(key=lambda n: n != "loss")
+    fig = _figure(5.0 * max(1, len(names)), 4.0)
+    epochs = [r["epoch"] for r in rows]
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        ax.plot(epochs, [r.get(name, math.nan) for r in rows], marker="o", label=f"train {name}")
+        if f"val_{name}" in columns:
+            ax.plot(epochs, [r.get(f"val_{name}", math.nan) for r in rows], marker="o", label=f"validation {name}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if name == "loss" and "learning_rate" in columns:
+            lr_ax = ax.twinx()
+            lines = lr_ax.plot(epochs, [r.get("learning_rate", math.nan) for r in rows], color="gray",
+                               linestyle="--", label="learning rate")
+            lr_ax.set_ylabel("learning rate")
+            handles, labels = handles + lines, labels + ["learning rate"]
+        ax.legend(handles, labels, loc="best", fontsize="small")
+    return fig
+
+
+def _class_ids(values: np.ndarray, from_logits: bool | None) -> np.ndarray:
+    """Sparse ids from sparse labels, one-hot rows or probabilities, or a single binary column."""
+    if values.ndim == 2 and values.shape[1] > 1:
+        return values.argmax(axis=1)
+    flat = values.reshape(-1)
+    if from_logits is None:  # labels
+        return np.rint(flat).astype(np.int64)
+    return (flat > (0.0 if from_logits else 0.5)).astype(np.int64)
+
+
+def confusion_matrix(model, dataset, num_classes: int, from_logits: bool) -> np.ndarray:
+    """Counts[true, predicted] of `model` over a batched (x, y) dataset."""
+    from sklearn.metrics import confusion_matrix as counts
+
+    true, pred = [], []
+    for x, y in dataset:
+        true.append(_class_ids(np.asarray(y), None))
+        # a plain call: predict_on_batch feeds the whole batch to every replica under a strategy (Keras 3.15)
+        pred.append(_class_ids(np.asarray(model(x, training=False)), from_logits))
+    return counts(np.concatenate(true), np.concatenate(pred), labels=list(range(num_classes)))
+
+
+def confusion_figure(cm: np.ndarray, class_names, title: str):
+    k = len(cm)
+    names = list(class_names) if class_names else [str(i) for i in range(k)]
+    side = min(12.0, 2.0 + 0.5 * k)
+    fig = _figure(side + 1.0, side)
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(k), names, rotation=90 if k > 10 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = np.trace(cm) / max(1, cm.sum())
+    ax.set_title(f"{title}: accuracy {accuracy:.4f} ({cm.sum()} examples)")
+    if k <= 30:  # beyond that the numbers overlap; the colours still show where the errors are
+        high = cm.max() / 2 if cm.size else 0
+        for (i, j), n in np.ndenumerate(cm):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize="small",
+                    color="white" if n > high else "black")
+    return fig
+
+
+def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[str]:
+    """learning_curves.png from history.csv and, for classification, confusion_matrix.png on the first split
+    of `splits` ({name: batched dataset or None}) that exists."""
+    from runner.kernel import run_dir as rd
+
+    written = []
+    if run_dir.file(rd.HISTORY).exists():
+        rows = read_history(run_dir.file(rd.HISTORY))
+        if rows:
+            data = png_bytes(learning_curves(rows))
+            rd.atomic_write(run_dir.file(rd.LEARNING_CURVES), lambda f: f.write(data), mode="wb")
+            written.append(rd.LEARNING_CURVES)
+    split, dataset = next(((k, v) for k, v in splits.items() if v is not None), (None, None))
+    if dataset is not None and info.task == "classification" and info.num_classes:
+        cm = confusion_matrix(model, dataset, info.num_classes, from_logits)
+        data = png_bytes(confusion_figure(cm, info.class_names, split))
+        rd.atomic_write(run_dir.file(rd.CONFUSION_MATRIX), lambda f: f.write(data), mode="wb")
+        written.append(rd.CONFUSION_MATRIX)
+    return written
+
+
+def label_text(y, class_names) -> str:
+    """'cat' for a class index; 'cat 0.70 / dog 0.30' for a mixed one-hot label."""
+    import numpy as np
+
+    names = class_names or []
+    name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+    if np.ndim(y) == 0:
+        return name(int(y))
+    top = [int(i) for i in np.argsort(y)[::-1][:2] if y[i] > 1e-3]
+    return " / ".join(f"{name(i)} {y[i]:.2f}" for i in top) if len(top) > 1 else name(top[0])
+
+
+def write_grid(images, labels, info, out: str) -> str:
+    """Save images (raw range) as a PNG grid titled with their labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    low, high = info.value_range or (float(images.min()), float(images.max()))
+    shown = np.clip((images - low) / max(high - low, 1e-12), 0, 1)
+    cols = math.ceil(math.sqrt(len(shown)))
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, y in zip(axes.flat, shown, labels):
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image[..., :3], cmap="gray" if gray else None, vmin=0, vmax=1)
+        ax.set_title(label_text(y, info.class_names), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

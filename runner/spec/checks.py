@@ -1,0 +1,106 @@
+"""Cross-field rules that no single field can check: each yields (key path, rule)."""
+
+from __future__ import annotations
+
+import os
+
+from runner.data.splits import SPLIT_RE, slice_bounds
+from runner.kernel.registry import did_you_mean
+from runner.training.losses import CLASSIFICATION_LOSSES
+from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
+
+
+def task_hint(data) -> str | None:
+    """The task when the spec alone tells it (None when only the data can)."""
+    if data.source == "sklearn":
+        from runner.data.sources.sklearn_source import task_of
+
+        return task_of(data)
+    task = getattr(data, "task", None)
+    return None if task in (None, "auto") else task
+
+
+def _monitors(cfg):
+    """Every callback block with a `monitor` set (early_stopping, checkpoint, reduce_on_plateau, ...)."""
+    for name in type(cfg.callbacks).model_fields:
+        block = getattr(cfg.callbacks, name, None)
+        if block is not None and getattr(block, "monitor", None):
+            yield ("callbacks", name, "monitor"), block.monitor
+
+
+def _run_parent(cfg):
+    """(key path, problem) if run directories derived from `name` would escape output.dir ('..', '.', a symlink)."""
+    if cfg.name in (".", ".."):
+        return ("name",), (f"'{cfg.name}' would put run directories outside output.dir; "
+                           "use a name with a letter or digit, e.g. 'my-experiment'")
+    root = os.path.realpath(cfg.output.dir)
+    target = os.path.realpath(os.path.join(cfg.output.dir, cfg.name))
+    if os.path.dirname(target) != root:
+        return ("name",), (f"{os.path.join(cfg.output.dir, cfg.name)} resolves to {target}, outside output.dir "
+                           f"({cfg.output.dir}); remove the link or choose another name")
+    return None
+
+
+def cross_checks(cfg):
+    data, train = cfg.data, cfg.train
+    if problem := _run_parent(cfg):
+        yield problem
+    task = task_hint(data)
+    has_validation = data.splits.validation is not None
+    metrics = train.metrics or []
+    known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    for path, monitor in _monitors(cfg):
+        if monitor.startswith("val_") and not has_validation:
+            yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
+                         "monitor 'loss' or add a validation split")
+        elif monitor.removeprefix("val_") not in known:
+            logged = sorted({m for k in known for m in (k, "val_" + k)})
+            yield path, f"{monitor!r} is not logged; choose one of {', '.join(logged)}{did_you_mean(monitor, logged)}"
+
+    warm = train.lr.warmup_epochs
+    if train.lr.warmup_steps is None and warm >= train.epochs:
+        yield ("train", "lr", "warmup_epochs"), (f"warm-up must be shorter than training ({train.epochs} epochs); "
+                                                 f"received {warm}")
+    smoothing = getattr(train.loss, "label_smoothing", 0.0)
+    if task == "regression":
+        if train.loss.name in CLASSIFICATION_LOSSES - {"auto"}:
+            yield ("train", "loss", "name"), f"'{train.loss.name}' is a classification loss; this data is regression"
+        if smoothing:
+            yield ("train", "loss", "label_smoothing"), "label smoothing needs a classification task; this data is regression"
+        for i, m in enumerate(metrics):
+            if m in CLASSIFICATION_METRICS:
+                yield ("train", "metrics", i), f"'{m}' is a classification metric; use mae, mse or rmse"
+        if data.batch_augment:
+            yield ("data", "batch_augment"), "mixup and cutmix mix class labels; this data is regression"
+    if task == "classification":
+        for i, m in enumerate(metrics):
+            if m in REGRESSION_METRICS:
+                yield ("train", "metrics", i), f"'{m}' is a regression metric; use accuracy, f1, auc, ..."
+        if train.loss.name in ("mse", "mae", "huber"):
+            yield ("train", "loss", "name"), f"'{train.loss.name}' is a regression loss; this data is classification"
+    if data.batch_augment and task != "regression" and train.loss.name in ("mse", "mae", "huber"):
+        yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
+                                          "regression loss")
+    if data.batch_augment and train.loss.name == "binary_crossentropy":
+        yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
+
+    replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
+    if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":
+        replicas = len(cfg.distribute.devices)
+    if replicas and data.batch_size % replicas:
+        yield ("data", "batch_size"), (f"the global batch must divide evenly over {replicas} replicas; "
+                                       f"received {data.batch_size} (try {data.batch_size - data.batch_size % replicas or replicas})")
+
+    if type(data).POOL:
+        spans = {}
+        for name in ("train", "validation", "test"):
+            text = getattr(data.splits, name)
+            if text is not None and SPLIT_RE.match(text):
+                spans[name] = slice_bounds(text, 10_000)
+        names = list(spans)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                (a0, a1), (b0, b1) = spans[a], spans[b]
+                if max(a0, b0) < min(a1, b1):
+                    yield ("data", "splits", b), (f"overlaps the {a} split ({getattr(data.splits, a)!r}); "
+                                                  f"received {getattr(data.splits, b)!r}")

@@ -1,1 +1,0 @@
-"""Run tracking outside training: plots, the runs table and comparison, the TensorBoard server."""

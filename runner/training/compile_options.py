@@ -1,0 +1,116 @@
+"""Compile options: optimizer with its schedule, loss, metrics, precision, XLA and steps per execution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.distribute import multi_worker_fix as multi_worker
+from runner.kernel.errors import ConfigError
+from runner.training.losses import LOSSES, label_mode
+from runner.training.metrics import build_metric, default_metrics
+from runner.training.optimizers import build_optimizer
+from runner.training.schedules import build_schedule
+
+
+@dataclass
+class Speed:
+    """The speed settings in force, resolved from `auto` and recorded in env.json."""
+
+    precision: str
+    jit_compile: bool
+    steps_per_execution: int
+
+
+def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int = 1) -> Speed:
+    """`auto` settings from measurement (docs/performance.md); explicit values are kept."""
+    precision = cfg_train.precision
+    if precision == "auto":
+        precision = _gpu_precision() if on_gpu else "float32"  # CPUs gain nothing from float16/bfloat16 math
+    jit = cfg_train.jit_compile
+    if jit == "auto":
+        # an explicit bool, because Keras's own "auto" turns XLA off under any strategy; XLA halved the
+        # digits CNN's throughput on CPU (docs/performance.md), and it pays off on GPUs
+        jit = on_gpu
+    spe = cfg_train.steps_per_execution
+    if spe != "auto" and steps_per_epoch % spe:
+        # Keras runs whole executions, so an epoch would consume ceil(steps/spe)*spe batches and eat into
+        # the next epoch's, breaking the per-epoch data order that resume relies on
+        raise ConfigError(f"train.steps_per_execution: must divide the {steps_per_epoch} steps of an epoch; "
+                          f"received {spe}; try {_largest_divisor(steps_per_epoch, spe)} or auto")
+    if spe != "auto" and spe > 1 and replicas > 1:
+        raise ConfigError(f"train.steps_per_execution: Keras 3.15 fails with more than one step per execution "
+                          f"under {replicas} replicas (\"You must feed a value for placeholder tensor\"); "
+                          f"received {spe}; use 1 or auto")
+    if spe == "auto":
+        # up to 32 steps per tf.function call amortize the per-step Python and dispatch overhead
+        # (bench/overhead.py, docs/performance.md), as a divisor of the epoch (see above); with several
+        # replicas Keras 3.15 only runs one
+        spe = 1 if replicas > 1 else _largest_divisor(steps_per_epoch, 32)
+    return Speed(precision, bool(jit), int(spe))
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def _gpu_precision() -> str:
+    """bfloat16 on compute capability 8.0+ (no loss scaling needed), float16 with loss scaling on 7.x."""
+    import tensorflow as tf
+
+    best = max((tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
+                for g in tf.config.list_physical_devices("GPU")), default=(0, 0))
+    if best >= (8, 0):
+        return "mixed_bfloat16"
+    return "mixed_float16" if best >= (7, 0) else "float32"
+
+
+def clip_after_all_reduce(optimizer) -> None:
+    """Under several replicas, clip the summed gradients, not each replica's own.
+
+    Keras 3.15 clips in `_backend_apply_gradients` and all-reduces later, in the TF backend's
+    `_backend_update_step`, so `global_clipnorm` would bound each replica's share of the gradient.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer clips in its inner one
+    if not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue):
+        return
+    clip, all_reduce = inner._clip_gradients, inner._all_reduce_sum_gradients
+
+    def all_reduce_then_clip(grads_and_vars):
+        pairs = all_reduce(grads_and_vars)
+        present = [i for i, (g, _) in enumerate(pairs) if g is not None]
+        clipped = dict(zip(present, clip([pairs[i][0] for i in present])))
+        return [(clipped.get(i), v) for i, (_, v) in enumerate(pairs)]
+
+    inner._clip_gradients = lambda grads: grads
+    inner._all_reduce_sum_gradients = all_reduce_then_clip
+
+
+def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed):
+    schedule = build_schedule(cfg_train.lr, steps_per_epoch, cfg_train.epochs)
+    optimizer = build_optimizer(cfg_train.optimizer, schedule)
+    loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
+    names = cfg_train.metrics or default_metrics(info.task)
+    metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
+                  steps_per_execution=speed.steps_per_execution)
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        clip_after_all_reduce(model.optimizer)
+    multi_worker.install(model)
+    return names
+
+
+def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_names, info):
+    """Re-compile with built-in Keras objects only, so model.keras loads without dlrun installed."""
+    import keras
+
+    loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
+    builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
+               if type(m).__module__.startswith("keras")]
+    # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16
+    trained = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    lr = float(keras.ops.convert_to_numpy(trained.learning_rate))
+    optimizer = type(trained).from_config({**trained.get_config(), "learning_rate": lr})
+    model.compile(optimizer=optimizer, loss=loss, metrics=builtin)
+
+
+__all__ = ["Speed", "clip_after_all_reduce", "compile_model", "label_mode", "portable_compile", "resolve_speed"]
