@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 
 def did_you_mean(name: str, choices) -> str:
@@ -28,6 +28,14 @@ class Entry:
     builder: Callable[..., Any]
     config: Any = None  # the pydantic model of this entry's YAML block, if it has one
     describe: Callable[..., Any] | None = None  # cheap metadata without building (a source's DataInfo)
+    facts: Mapping[str, Any] = field(default_factory=dict)  # what other code derives its lists from
+
+    def __getattr__(self, name: str):
+        """A fact by attribute: `METRICS.get("auc").direction`."""
+        try:
+            return self.__dict__["facts"][name]
+        except KeyError:
+            raise AttributeError(f"{self.name!r} has no fact {name!r}") from None
 
 
 class Registry:
@@ -37,11 +45,11 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, config=None, describe=None):
+    def register(self, name: str, config=None, describe=None, **facts):
         def decorator(builder):
             if name in self._entries:
                 raise ValueError(f"duplicate {self.kind} '{name}'")
-            self._entries[name] = Entry(name, builder, config, describe)
+            self._entries[name] = Entry(name, builder, config, describe, facts)
             return builder
 
         return decorator
@@ -60,3 +68,11 @@ class Registry:
 
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
+
+    def where(self, **facts) -> list[str]:
+        """Names of the entries whose facts equal (or, for a collection fact, contain) every given value."""
+        def holds(entry, key, value):
+            fact = entry.facts.get(key)
+            return value in fact if isinstance(fact, (set, frozenset, tuple, list)) else fact == value
+
+        return [e.name for e in self._entries.values() if all(holds(e, k, v) for k, v in facts.items())]

@@ -1,0 +1,1 @@
+"""Tasks: what a run learns (classification, regression, segmentation, gan); see registry.py."""
