@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def train(spec: str, out: str, seed: int, *sets: str) -> tuple[dict, str]:
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     overrides = [f"seed={seed}", f"output.dir={out}", "callbacks.tensorboard=null", "callbacks.checkpoint=null",
                  *sets]

@@ -43,7 +43,7 @@ def board(tmp_path_factory):
     """Two finished digits runs (different learning rates) and `dlrun tensorboard` over them on a free port."""
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     folder = tmp_path_factory.mktemp("board")
     root = folder / "runs"

@@ -15,7 +15,7 @@ from runner.cli.main import main
 def run(tmp_path_factory):
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     tmp = tmp_path_factory.mktemp("eval")
     spec = digits_spec(tmp, callbacks={"tensorboard": None, "backup": None})

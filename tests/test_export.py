@@ -18,7 +18,7 @@ def run(tmp_path_factory):
     """One small digits CNN, trained once, with `export: [onnx]` in its spec."""
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     tmp = tmp_path_factory.mktemp("export")
     spec = digits_spec(tmp, model={"arch": "cnn", "filters": [16, 32], "dense": [64]}, export=["onnx"],
@@ -147,7 +147,7 @@ def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_p
     from runner.data.build import build_data
     from runner.tools.evaluate import split_arrays
     from runner.tools.export import export_run
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
     from runner.tools.open_run import open_run
 
     spec = {"name": "cancer", "seed": 1, "output": {"dir": str(tmp_path)}, "callbacks": {"tensorboard": None},
@@ -171,7 +171,7 @@ def test_a_format_that_cannot_carry_the_model_is_refused_and_the_others_still_go
 
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     spec = {"name": "reviews", "seed": 1, "output": {"dir": str(tmp_path)}, "export": ["onnx", "saved_model"],
             "callbacks": {"tensorboard": None, "checkpoint": None, "backup": None},

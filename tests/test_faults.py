@@ -25,7 +25,7 @@ def spec(out_dir, **train):
 
 def train(run, spec_dict):
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
     return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)

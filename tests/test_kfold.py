@@ -75,7 +75,7 @@ def test_five_fold_iris_reports_mean_and_std_and_is_a_sweep_objective(tmp_path, 
     spec = iris_cv_spec(tmp_path)
     spec["sweep"] = {"method": "grid", "trials": 1, "metric": "val_accuracy",
                      "params": {"train.lr.base": {"choice": [0.05]}}}
-    assert run_sweep(write_spec(tmp_path, spec)) == 0
+    assert run_sweep(write_spec(tmp_path, spec)).endswith(f"best spec: {tmp_path / 'runs' / 'iris-cv' / 'best.yaml'}")
     import optuna
 
     study = optuna.load_study(study_name="iris-cv", storage=f"sqlite:///{tmp_path / 'runs/iris-cv/sweep.db'}")

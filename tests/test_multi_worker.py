@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import os
 import subprocess
@@ -14,23 +12,33 @@ import pytest
 from conftest import ROOT, digits_spec, write_spec
 from test_distribute import free_port
 
-# runner/multi_worker.py works around exactly this Keras code; a new Keras changes the hashes: then check
-# whether keras-team/keras#20585 is fixed and the override can go
-PINNED = {"keras": "3.15.1",
-          "keras.src.backend.tensorflow.trainer.TensorFlowTrainer._maybe_symbolic_build": "92a504f5eba9b29f",
-          "keras.src.backend.tensorflow.trainer.reduce_per_replica": "2e7d54b1e6edc29a"}
+def test_every_keras_fix_is_pinned_to_the_installed_keras_source():
+    from runner.kernel.keras_pins import FIXES, PINNED_KERAS, require, source_hash
 
-
-def test_the_override_targets_the_pinned_keras_code():
     import keras
-    from keras.src.backend.tensorflow import trainer
 
-    from runner.distribute.multi_worker_fix import PATCHED
+    assert keras.version() == PINNED_KERAS
+    for fix, (pins, _) in FIXES.items():
+        assert {name: source_hash(name) for name in pins} == pins, fix
+        require(fix)
 
-    functions = {PATCHED[0]: trainer.TensorFlowTrainer._maybe_symbolic_build, PATCHED[1]: trainer.reduce_per_replica}
-    found = {"keras": keras.version(),
-             **{name: hashlib.sha256(inspect.getsource(f).encode()).hexdigest()[:16] for name, f in functions.items()}}
-    assert found == PINNED
+
+def test_a_changed_keras_function_stops_the_fix_with_exit_5_naming_versions_and_the_way_out(monkeypatch):
+    from runner.kernel import keras_pins
+    from runner.kernel.errors import EnvironmentProblem
+
+    pins, instead = keras_pins.FIXES["multi_worker_fit"]
+    name = next(iter(pins))
+    monkeypatch.setitem(keras_pins.FIXES, "multi_worker_fit", ({**pins, name: "0000000000000000"}, instead))
+    keras_pins.require.cache_clear()
+    with pytest.raises(EnvironmentProblem) as e:
+        keras_pins.require("multi_worker_fit")
+    keras_pins.require.cache_clear()
+    assert e.value.exit_code == 5
+    assert e.value.message == (
+        "Keras 3.15.1 is installed; dlrun's multi_worker_fit fix was written for Keras 3.15.1 and its Keras code "
+        f"changed ({name}), so dlrun will not patch it: use distribute.strategy: mirrored (one host) or default, "
+        "or install keras==3.15.1")
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_variables(tmp_pat
 
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     seen = {}
 

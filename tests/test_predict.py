@@ -17,7 +17,7 @@ QUIET = {"tensorboard": None, "checkpoint": None, "backup": None}  # predict nee
 def _train(tmp, spec):
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(tmp, spec))
     return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path

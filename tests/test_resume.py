@@ -36,7 +36,7 @@ def spec(out_dir, **train):
 def train_in_process(run, spec_dict):
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
     return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)

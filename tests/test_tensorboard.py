@@ -32,7 +32,7 @@ def finished(tmp_path_factory):
     """A 2-epoch digits run with every TensorBoard option on, trained in this process."""
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     folder = tmp_path_factory.mktemp("tb")
     spec = digits_spec(folder / "runs", callbacks=TB_SPEC,

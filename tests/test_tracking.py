@@ -21,7 +21,7 @@ COMPLETED, FAILED, RUNNING = "20260101-100000-aaaaaa", "20260101-110000-bbbbbb",
 def _train(spec_path, run_path):
     from runner.kernel import run_dir as rd
     from runner.spec import load_config
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(str(spec_path), [])
     return run_experiment(cfg, rd.RunDir.at(str(run_path)), spec_path=str(spec_path), quiet=True)

@@ -56,7 +56,7 @@ def _load(folder, spec: dict):
 
 
 def _run(tmp_path, **sections):
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
 
     spec = digits_spec(tmp_path, **sections)
     spec["callbacks"] = {"tensorboard": None, "checkpoint": None, **spec.get("callbacks", {})}

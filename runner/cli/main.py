@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from runner.cli.output import configure_messages
 from runner.kernel.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, DlrunError
 
 
@@ -62,7 +63,7 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def _train(cfg, loaded, run_dir, spec_path, folds: bool) -> int:
+def _train(cfg, loaded, run_dir, spec_path) -> int:
     """What `train` and `resume` share: data and devices ready, Keras's checks, the run, its summary."""
     _quiet_tensorflow()
     from runner.data.build import ensure_available
@@ -70,19 +71,15 @@ def _train(cfg, loaded, run_dir, spec_path, folds: bool) -> int:
     ensure_available(cfg.data)  # missing data that cannot be fetched fails in seconds, before TensorFlow loads
     from runner.spec.deep_checks import deep_check
     from runner.distribute.strategy import configure_devices
-    from runner.cli.output import kfold_summary, run_summary
-    from runner.run.lifecycle import run_experiment
+    from runner.cli.output import export_lines, kfold_summary, run_summary
+    from runner.run.train import train
 
     configure_devices(cfg.distribute)  # logical devices can only be set before TensorFlow initializes them
     deep_check(cfg, loaded)
-    if folds and cfg.data.kfold is not None:  # k models on the folds; the table shows mean ± std
-        from runner.run.kfold import run_kfold as run_experiment
-
-        summary_table = kfold_summary
-    else:
-        summary_table = run_summary
-    result = run_experiment(cfg, run_dir, spec_path=spec_path)
-    print(summary_table(result.metrics))
+    result = train(cfg, run_dir, spec_path=spec_path)
+    if result.exports:
+        print(export_lines(result.exports))
+    print((kfold_summary if "kfold" in result.metrics else run_summary)(result.metrics))
     print(f"run directory: {result.run_dir.path}")
     return 0
 
@@ -92,7 +89,7 @@ def cmd_train(args) -> int:
     from runner.spec import load_config
 
     cfg, loaded = load_config(args.spec, args.overrides)
-    return _train(cfg, loaded, rd.RunDir.at(args.run_dir) if args.run_dir else None, args.spec, folds=True)
+    return _train(cfg, loaded, rd.RunDir.at(args.run_dir) if args.run_dir else None, args.spec)
 
 
 def cmd_sweep(args) -> int:
@@ -100,24 +97,24 @@ def cmd_sweep(args) -> int:
     from runner.sweep.study import run_sweep, show_status
 
     verb = show_status if args.status else run_sweep
-    return verb(args.spec, args.overrides, args.trials, args.storage)
+    print(verb(args.spec, args.overrides, args.trials, args.storage))
+    return 0
 
 
 def cmd_resume(args) -> int:
     from pathlib import Path
 
-    from runner.spec import load_config
+    from runner.kernel import run_dir as rd
     from runner.kernel.errors import ConfigError
+    from runner.spec import load_config
 
-    config = Path(args.run_dir) / "config.yaml"
+    config = Path(args.run_dir) / rd.CONFIG
     if not config.is_file():
         raise ConfigError(f"{args.run_dir}: not a run directory (no config.yaml); pass a folder that `dlrun train` "
                           "wrote")
     cfg, loaded = load_config(config, args.overrides)
-    from runner.kernel import run_dir as rd
-
-    # a fold's own run directory resumes as the single run it is
-    return _train(cfg, loaded, rd.RunDir(Path(args.run_dir)), str(config), folds=False)
+    # a k-fold parent finishes every fold; a fold's own run directory resumes as the single run it is
+    return _train(cfg, loaded, rd.RunDir(Path(args.run_dir)), str(config))
 
 
 def cmd_eval(args) -> int:
@@ -147,10 +144,11 @@ def cmd_export(args) -> int:
 
     run = open_run(args.run_dir)
     _quiet_tensorflow()
-    from runner.tools.export import export_run, format_results, raise_failures
+    from runner.cli.output import export_lines
+    from runner.tools.export import export_run, raise_failures
 
     results = export_run(run, [args.format], args.quantize, args.out, args.unsafe)
-    print(format_results(results))
+    print(export_lines(results))
     raise_failures(results)
     return 0
 
@@ -316,6 +314,7 @@ def main(argv=None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
+    configure_messages()
     parser = build_parser()
     if argv and argv[0] not in parser.verbs and argv[0].endswith((".yaml", ".yml")):
         argv.insert(0, "train")  # `dlrun SPEC.yaml` is `dlrun train SPEC.yaml`

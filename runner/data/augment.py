@@ -7,6 +7,7 @@ from typing import Literal, Optional, Union
 from pydantic import Field
 
 from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model
+from runner.kernel.keras_pins import require
 from runner.kernel.registry import Registry
 
 AUGMENTATIONS = Registry("augmentation")
@@ -222,6 +223,7 @@ def _tensor_seed(seed):
 
 def _seeded(layer, seed):
     """Make `layer` (and its sub-layers) draw from `seed` instead of its stateful generator."""
+    require("stateless_augment")
     generator = _tensor_seed(seed)
     for sub in layer._flatten_layers(include_self=True):
         sub._get_seed_generator = lambda backend=None, g=generator: g

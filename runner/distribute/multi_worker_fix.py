@@ -4,17 +4,16 @@ Stock Keras (3.x through 3.15.1 with TF 2.16..2.21; keras-team/keras#20585, tens
 fails there twice: `TensorFlowTrainer._maybe_symbolic_build` eagerly MEAN-reduces the first distributed
 batch ("Attempt to convert a value (PerReplica...) to a Tensor"), and `reduce_per_replica` mean-reduces
 each replica's scalar logs with `axis=0` ("Invalid reduction dimension 0 for input with 0 dimensions").
-`install` overrides both on one model instance, nothing global. tests/test_multi_worker.py pins the Keras
-code this works around; when Keras fixes it, delete this module and its one call in training/setup.py.
+`install` overrides both on one model instance, nothing global, after kernel/keras_pins.py has checked that the
+installed Keras is the code this works around; when Keras fixes it, delete this module and its one call in
+training/compile_options.py.
 """
 
 from __future__ import annotations
 
 import types
 
-# The Keras functions whose behaviour this module works around, as shipped in the pinned Keras.
-PATCHED = ("keras.src.backend.tensorflow.trainer.TensorFlowTrainer._maybe_symbolic_build",
-           "keras.src.backend.tensorflow.trainer.reduce_per_replica")
+from runner.kernel.keras_pins import require
 
 
 def in_multi_worker_mode(strategy) -> bool:
@@ -28,6 +27,7 @@ def install(model) -> None:
     """Give `model` a symbolic build from a local batch and rank-1 logs, if it trains across workers."""
     if not in_multi_worker_mode(model.distribute_strategy):
         return
+    require("multi_worker_fit")
     model._maybe_symbolic_build = types.MethodType(_maybe_symbolic_build, model)
     # Keras's own `axis=0` mean then averages the replicas' one-element logs back into scalars
     model.train_step = _with_rank1_logs(model.train_step)

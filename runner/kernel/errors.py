@@ -55,11 +55,20 @@ class Preempted(DlrunError):
     def __init__(self, signum: int, epoch: int, step: int, global_step: int, folder):
         self.signum, self.epoch, self.step, self.global_step = signum, epoch, step, global_step
         self.exit_code = EXIT_PREEMPTED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-        where = (f"stopped in epoch {epoch + 1} after step {step}" if step else f"stopped after epoch {epoch}")
-        where += f" (global step {global_step})"
-        if folder is None:
-            super().__init__(f"dlrun: {SIGNAL_NAMES.get(signum, signum)}: {where}; callbacks.backup is null, so there is "
-                             "no backup to resume from")
-        else:
-            super().__init__(f"dlrun: {SIGNAL_NAMES.get(signum, signum)}: {where} with a backup in {folder}; continue "
-                             f"with `dlrun resume {folder.parent}`")
+        self.folder = folder
+        super().__init__(self._text(folder.parent if folder is not None else None))
+
+    def resume_at(self, run_dir) -> "Preempted":
+        """Name `run_dir` as the directory to resume (k-fold: the parent, which finishes every fold)."""
+        self.message = self._text(run_dir)
+        self.args = (self.message,)
+        return self
+
+    def _text(self, run_dir) -> str:
+        where = (f"stopped in epoch {self.epoch + 1} after step {self.step}" if self.step
+                 else f"stopped after epoch {self.epoch}")
+        where += f" (global step {self.global_step})"
+        name = SIGNAL_NAMES.get(self.signum, self.signum)
+        if self.folder is None:
+            return f"dlrun: {name}: {where}; callbacks.backup is null, so there is no backup to resume from"
+        return f"dlrun: {name}: {where} with a backup in {self.folder}; continue with `dlrun resume {run_dir}`"

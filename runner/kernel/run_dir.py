@@ -31,6 +31,7 @@ EVAL_REPORT = "report.txt"
 EXPORT = "export"  # dlrun export and the spec's export: list
 EXPORT_MANIFEST = "export.json"
 EXPORT_FILES = {"keras": MODEL, "saved_model": "saved_model", "onnx": "model.onnx", "tflite": "model.tflite"}
+TEACHER = "teacher.json"  # a distilled student: the run directory of the teacher trained for it
 SWEEP_DB = "sweep.db"  # runs/<name>/: the Optuna study, trials/<n>-<hex>/ and best.yaml
 SWEEP_TRIALS = "trials"
 BEST_SPEC = "best.yaml"

@@ -127,31 +127,37 @@ def apply_set(loaded: Loaded, override: str) -> None:
         raise ConfigError(f"{arg}: expected KEY=VALUE with a dotted key, such as train.epochs=5")
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
     value = parse_yaml(text, arg, prefix=path, located=arg) if text.strip() else None
+    set_value(loaded, path, value, arg)
+
+
+def set_value(loaded: Loaded, path: tuple, value, origin: str) -> None:
+    """Put `value` (plain Python data) at the key `path`, creating maps on the way; problems in it point at `origin`."""
     node, created = loaded.data, []
     for i, part in enumerate(path[:-1]):
         child = node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) \
             else node.get(part) if isinstance(node, dict) else None
         if child is None:
             if not isinstance(node, dict):
-                raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: cannot set a key inside a "
+                raise ConfigError(f"{origin}: {dotted(path[:i + 1])}: cannot set a key inside a "
                                   f"{type(node).__name__}")
             child = node[part] = {}
             created.append(path[:i + 1])
         if not isinstance(child, (dict, list)):
-            raise ConfigError(f"{arg}: {dotted(path[:i + 1])}: is {child!r}, not a mapping; "
+            raise ConfigError(f"{origin}: {dotted(path[:i + 1])}: is {child!r}, not a mapping; "
                               f"set {dotted(path[:i + 1])} itself instead")
         node = child
     last = path[-1]
     if isinstance(node, list):
         if not (isinstance(last, int) and last < len(node)):
-            raise ConfigError(f"{arg}: {key}: index out of range (the list has {len(node)} items)")
+            key = ".".join(map(str, path))  # as the user typed it after --set
+            raise ConfigError(f"{origin}: {key}: index out of range (the list has {len(node)} items)")
     node[last] = value
     for p in [p for p in loaded.where if p[:len(path)] == path]:
         del loaded.where[p]
-    loaded.where[path] = arg
+    loaded.where[path] = origin
     # a map this override created has no line of its own: problems inside it point at the argument
     for p in created:
-        loaded.where[p] = arg
+        loaded.where[p] = origin
 
 
 def load_spec(path: str | os.PathLike, overrides=()) -> Loaded:

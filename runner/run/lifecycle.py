@@ -1,22 +1,30 @@
-"""run_experiment(cfg): strategy -> data -> model -> compile -> fit -> evaluate -> artifacts. Read top to bottom."""
+"""The one experiment lifecycle: prepare(spec) -> Experiment, fit(experiment), finish(experiment) -> RunResult.
+
+train, resume, a sweep trial, a k-fold fold and a distillation teacher all go through it (run/experiment.py); what
+trains several models (k-fold, teacher then student, sweeps) and the NaN-rollback retry sit above it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runner.kernel import run_dir as rd
+from runner.kernel.errors import ConfigError, Preempted
 from runner.spec import render
-from runner.kernel.errors import ConfigError, TrainingError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunResult:
     run_dir: rd.RunDir
     metrics: dict
+    exports: list = field(default_factory=list)  # the spec's `export:` results, for the CLI to show
 
 
 def _best(history: dict, monitor: str, mode: str):
@@ -118,27 +126,62 @@ class _Fit:
                 keras.callbacks.TensorBoard.on_train_end(cb)
 
 
-def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet: bool = False,
-                   extra_callbacks=()) -> RunResult:
-    """Train `cfg` into `run_dir`; a run directory that already holds this run continues from its last backup."""
+@dataclass
+class Experiment:
+    """Everything a prepared run holds: built inside the strategy's scope, ready to fit from `start`."""
+
+    cfg: object
+    run_dir: rd.RunDir
+    strategy: object
+    chief: bool
+    data: object
+    mode: str
+    steps: int
+    model: object
+    from_logits: bool
+    metric_names: list
+    train_from: object  # position -> the training stream from that many batches on
+    val_ds: object
+    test_ds: object
+    monitor: str
+    progress: object
+    backup_cb: object
+    runner: "_Fit"
+    start: object
+    started: float = 0.0  # perf_counter at the start of fit
+    train_s: float | None = None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def info(self):
+        return self.data.info
+
+
+def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), teacher_file=None,
+            quiet: bool = False) -> Experiment:
+    """Seeds, strategy, run directory (locked), resume point, data, model, compile and callbacks.
+
+    `run_dir` holding this run's config.yaml continues from its newest backup; `teacher_file` is the distillation
+    teacher's .keras file when cfg.distill is set (run/teacher.py resolves it). Use the result as a context manager:
+    it holds the run-directory lock and the signal handlers until `finish`.
+    """
     import keras
     import tensorflow as tf
 
-    from runner.callbacks import CallbackContext, build_callbacks, monitor_mode
+    from runner.callbacks import CallbackContext, build_callbacks
     from runner.callbacks.backup import AttributeState, make_backup_callback
-    from runner.callbacks.progress import NanGuard, NonFiniteLoss, Progress
+    from runner.callbacks.progress import NanGuard, Progress
     from runner.data.augment import augment_fn
     from runner.data.build import build_data
     from runner.data.pipeline import eval_dataset, label_fn, steps_per_epoch, train_dataset
     from runner.data.preprocess import build_preprocess
-    from runner.distribute.strategy import check_batch, get_strategy, is_chief
     from runner.distribute.environment import environment
-    from runner.run.lock import RunLock
+    from runner.distribute.strategy import check_batch, get_strategy, is_chief
     from runner.models import build_model, outputs_logits
+    from runner.run.lock import RunLock
     from runner.run.resume import Start, check_config, latest_backup
-    from runner.kernel.errors import Preempted
     from runner.run.signals import Preemption
-    from runner.training.compile_options import compile_model, label_mode, portable_compile, resolve_speed
+    from runner.training.compile_options import compile_model, label_mode, resolve_speed
 
     if cfg.train.nan_policy == "rollback" and cfg.callbacks.backup is None:
         raise ConfigError("train.nan_policy: 'rollback' restores the last backup, and callbacks.backup is null; "
@@ -149,28 +192,26 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
     strategy = get_strategy(cfg.distribute)
     check_batch(strategy, cfg.data.batch_size)
     chief = is_chief(strategy)
-    if cfg.distill is not None:  # ---- distill (issue 4): a spec teacher trains first, in its own run ----
-        from runner.run.teacher import teacher_path
-        from runner.training.distill import make_distiller, student_of
-
-        teacher_file = teacher_path(cfg.distill, cfg.seed)
-
+    run_dir = run_dir or (rd.RunDir.create(cfg.output.dir, cfg.name) if chief else None)
+    stack = contextlib.ExitStack()
     # Only the chief writes the run directory. The other workers run the very same callbacks (their collective
-    # ops must pair up with the chief's) and write into a temp dir instead
+    # ops must pair up with the chief's) and write into a temp dir; a resume restores the chief's backup, which
+    # every worker reads from the shared run directory, so all of them continue from the same state
+    shared = run_dir
     if not chief:
-        worker_dir = tempfile.TemporaryDirectory(prefix="dlrun-worker-")
-        run_dir = rd.RunDir(worker_dir.name)
-    run_dir = run_dir or rd.RunDir.create(cfg.output.dir, cfg.name)
-    # the lock comes first: a second process on the same run directory fails at once, before loading data
-    with RunLock(run_dir.file(rd.LOCK)), Preemption() as preemption:
+        run_dir = rd.RunDir(stack.enter_context(tempfile.TemporaryDirectory(prefix="dlrun-worker-")))
+    try:
+        # the lock comes first: a second process on the same run directory fails at once, before loading data
+        stack.enter_context(RunLock(run_dir.file(rd.LOCK)))
+        preemption = stack.enter_context(Preemption())
         start = Start()
-        if run_dir.file(rd.CONFIG).exists():  # `dlrun resume DIR`, or `dlrun train SPEC --run-dir DIR` again
-            check_config(run_dir, cfg)
-            backup = latest_backup(run_dir)
+        if shared is not None and shared.file(rd.CONFIG).exists():  # resume, or `train --run-dir DIR` again
+            check_config(shared, cfg)
+            backup = latest_backup(shared)
             if backup is not None:
                 start = Start.of(backup)
-                print(f"dlrun: resuming {run_dir.path} at epoch {start.epoch + 1}, step {start.step} "
-                      f"(global step {start.global_step})", file=sys.stderr, flush=True)
+                log.info(f"dlrun: resuming {shared.path} at epoch {start.epoch + 1}, step {start.step} "
+                         f"(global step {start.global_step})")
 
         data = build_data(cfg.data, cfg.seed)
         info = data.info
@@ -190,7 +231,9 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
             preprocess = build_preprocess(cfg.data.preprocess, info, data.train_x)
             model = build_model(cfg.model, info, preprocess, mode)
             from_logits = outputs_logits(model)
-            if cfg.distill is not None:  # ---- distill (issue 4): the student trains inside a Distiller ----
+            if cfg.distill is not None:  # the student trains inside a Distiller with its frozen teacher
+                from runner.training.distill import make_distiller
+
                 model = make_distiller(cfg.distill, model, teacher_file, from_logits)
             metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
 
@@ -202,7 +245,7 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
                                  augment, initial_epoch=position // steps, skip_batches=position % steps)
 
         train_ds = train_from(start.position)
-        if cfg.train.class_weight is not None:  # ---- class weights (issue 4): fit's stream gets example weights ----
+        if cfg.train.class_weight is not None:  # fit's stream gets example weights
             from runner.training.losses import class_weighted
 
             train_from = class_weighted(train_from, cfg.train.class_weight, data, mode)
@@ -225,79 +268,71 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         callbacks = [nan_guard, *user_callbacks, *extra_callbacks, progress, backup_cb]
         if start.backup is not None:
             backup_cb.lr_scale = start.backup[0]["lr_scale"]  # NaN rollbacks before the interruption
-        fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0 if quiet else 2)
+        runner = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds,
+                      0 if quiet else 2)
+    except BaseException:
+        stack.close()
+        raise
+    return Experiment(cfg, run_dir, strategy, chief, data, mode, steps, model, from_logits, metric_names,
+                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start, stack=stack)
 
-        started = time.perf_counter()
-        rollbacks = 0
-        while True:
-            try:
-                fit.run_from(start, train_from)
-                break
-            except NonFiniteLoss as e:
-                where = e.where
-                backup = latest_backup(run_dir) if cfg.train.nan_policy == "rollback" else None
-                if backup is not None and rollbacks < cfg.train.nan_retries:
-                    rollbacks += 1
-                    backup_cb.lr_scale *= cfg.train.nan_lr_factor
-                    start = Start.of(backup)
-                    print(f"dlrun: non-finite loss {where['loss']} at epoch {where['epoch']}, step {where['step']}; "
-                          f"rollback {rollbacks}/{cfg.train.nan_retries} to epoch {start.epoch + 1}, step "
-                          f"{start.step} with the learning rate x{backup_cb.lr_scale:g}", file=sys.stderr, flush=True)
-                    continue
-                tried = f" after {rollbacks} rollbacks" if rollbacks else ""
-                message = (f"training failed: non-finite loss {where['loss']} at epoch {where['epoch']}, "
-                           f"step {where['step']}{tried}; checkpoints are kept in {run_dir.file(rd.CHECKPOINTS)}. "
-                           "Try a lower train.lr.base, gradient clipping (train.optimizer.global_clipnorm) or "
-                           "train.nan_policy: rollback")
-                run_dir.write_json(rd.STATUS, progress.status("failed", where["epoch"] - 1, message,
-                                                              step=where["global_step"]))
-                raise TrainingError(message) from None
-            except Preempted as e:
-                fit.flush_tensorboard()
-                run_dir.write_json(rd.STATUS, progress.status("preempted", e.epoch, e.message, step=e.global_step))
-                raise
-            except KeyboardInterrupt:
-                fit.flush_tensorboard()
-                run_dir.write_json(rd.STATUS, progress.status("preempted", len(progress.rows),
+
+def fit(exp: Experiment) -> None:
+    """Train from `exp.start` to the last epoch; a signal writes status.json `preempted` and re-raises."""
+    exp.started = exp.started or time.perf_counter()
+    try:
+        exp.runner.run_from(exp.start, exp.train_from)
+    except Preempted as e:
+        exp.runner.flush_tensorboard()
+        exp.run_dir.write_json(rd.STATUS, exp.progress.status("preempted", e.epoch, e.message, step=e.global_step))
+        raise
+    except KeyboardInterrupt:
+        exp.runner.flush_tensorboard()
+        exp.run_dir.write_json(rd.STATUS, exp.progress.status("preempted", len(exp.progress.rows),
                                                               "interrupted (second SIGINT)"))
-                raise
+        raise
+    exp.train_s = time.perf_counter() - exp.started
 
-        history = _history(progress.rows)
-        results = {"train": {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}}
-        for split, ds in (("validation", val_ds), ("test", test_ds)):
-            if ds is not None:
-                results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
-        results["train"].pop("learning_rate", None)
-        best = _best(history, monitor, monitor_mode(monitor))
-        metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
-                   "throughput": {"examples_per_sec": progress.examples_per_sec()},
-                   "wall_s": time.perf_counter() - started}
 
-        if cfg.distill is not None:  # ---- distill (issue 4): the run's model is the student ----
-            model = student_of(model)
-        with strategy.scope():
-            portable_compile(model, cfg.train, mode, from_logits, metric_names, info)
-        rd.atomic_save(run_dir.file(rd.MODEL), model.save)
-        run_dir.write_json(rd.METRICS, metrics)
-        # ---- tracking (issue 7): PNG plots and the TensorBoard HParams session, from the files just written ----
-        from runner.artifacts.plots import write_plots
+def finish(exp: Experiment) -> RunResult:
+    """Evaluate, save model.keras, write metrics, plots, HParams and the spec's exports, then status `completed`."""
+    from runner.callbacks import monitor_mode
+    from runner.training.compile_options import portable_compile
 
-        write_plots(run_dir, model, info, from_logits, {"validation": val_ds, "test": test_ds})
-        if cfg.callbacks.tensorboard is not None:
-            from runner.callbacks.tensorboard import write_hparams
+    cfg, run_dir, model = exp.cfg, exp.run_dir, exp.model
+    history = _history(exp.progress.rows)
+    results = {"train": {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}}
+    for split, ds in (("validation", exp.val_ds), ("test", exp.test_ds)):
+        if ds is not None:
+            results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
+    results["train"].pop("learning_rate", None)
+    best = _best(history, exp.monitor, monitor_mode(exp.monitor))
+    metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
+               "throughput": {"examples_per_sec": exp.progress.examples_per_sec()},
+               "train_s": exp.train_s, "wall_s": time.perf_counter() - exp.started}
 
-            write_hparams(run_dir)
-        # ---- tracking: end ----
-        # ---- export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved ----
-        if cfg.export and chief:  # other workers' run dirs are throwaway temp dirs
-            from runner.tools.export import export_run, format_results
-            from runner.tools.open_run import open_run
+    if cfg.distill is not None:  # the run's model is the student
+        from runner.training.distill import student_of
 
-            exports = export_run(open_run(run_dir.path), cfg.export)
-            if not quiet:
-                print(format_results(exports))
-            for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
-                print(f"warning: {failed['error']}", file=sys.stderr)
-        # ---- export: end ----
-        run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
-        return RunResult(run_dir, metrics)
+        model = student_of(model)
+    with exp.strategy.scope():
+        portable_compile(model, cfg.train, exp.mode, exp.from_logits, exp.metric_names, exp.info)
+    rd.atomic_save(run_dir.file(rd.MODEL), model.save)
+    run_dir.write_json(rd.METRICS, metrics)
+    from runner.artifacts.plots import write_plots
+
+    write_plots(run_dir, model, exp.info, exp.from_logits, {"validation": exp.val_ds, "test": exp.test_ds})
+    if cfg.callbacks.tensorboard is not None:
+        from runner.callbacks.tensorboard import write_hparams
+
+        write_hparams(run_dir)
+    exports = []
+    if cfg.export and exp.chief:  # other workers' run dirs are throwaway temp dirs
+        from runner.artifacts.export_formats import export_model
+
+        exports = export_model(model, run_dir.file(rd.MODEL), exp.data, cfg.export, run_dir.subdir(rd.EXPORT),
+                               exp.mode, cfg.data.batch_size)
+        for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
+            log.warning(f"warning: {failed['error']}")
+    run_dir.write_json(rd.STATUS, exp.progress.status("completed", metrics["epochs_run"]))
+    return RunResult(run_dir, metrics, exports)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 
 import yaml
@@ -10,8 +10,11 @@ import yaml
 from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError, EnvironmentProblem
 
+log = logging.getLogger(__name__)
+
 # keys a resume may change: where outputs go and how they are logged, and what happens after training
-MAY_CHANGE = ("output", "callbacks.tensorboard", "callbacks.backup", "export")
+# (and distribute.task_index: every worker of a multi-worker run resumes the chief's run directory as itself)
+MAY_CHANGE = ("output", "callbacks.tensorboard", "callbacks.backup", "export", "distribute.task_index")
 
 
 @dataclass
@@ -97,8 +100,7 @@ def latest_backup(run_dir: rd.RunDir):
             backup = read_backup(path)
         except BackupInvalid as e:
             problems.append(f"{path}: {e}")
-            print(f"dlrun: warning: backup {path} is not usable ({e}); trying the previous one",
-                  file=sys.stderr, flush=True)
+            log.warning(f"dlrun: warning: backup {path} is not usable ({e}); trying the previous one")
             continue
         return backup
     if problems:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import threading
 
-from runner.kernel.errors import SIGNAL_NAMES as NAMES, Preempted
+from runner.kernel.errors import SIGNAL_NAMES as NAMES
 
+log = logging.getLogger(__name__)
 
 
 class Preemption:
@@ -27,10 +28,15 @@ class Preemption:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        outer = getattr(self._previous.get(self.requested), "__self__", None)
         self._previous = {}
+        if self.requested is not None and exc_type is None and isinstance(outer, Preemption):
+            # a signal after the last check (the last epoch, the final artifacts) stays pending for the
+            # orchestration around this run, such as the next fold of a cross-validation
+            outer.requested = outer.requested or self.requested
         return False
 
     def _handle(self, signum, frame):
@@ -38,5 +44,5 @@ class Preemption:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now; atomic writes leave the last backup intact
         if self.requested is None:
             self.requested = signum
-            print(f"dlrun: {NAMES[signum]} received; writing a backup at the next step boundary "
-                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            log.warning(f"dlrun: {NAMES[signum]} received; writing a backup at the next step boundary "
+                        "(press Ctrl-C again to stop at once)")

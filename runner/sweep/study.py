@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import socket
-import sys
+import logging
 import time
 import warnings
 from collections import Counter
@@ -23,8 +23,11 @@ SQLITE_BUSY_S = 60  # concurrent workers wait this long for SQLite's write lock 
 MAX_FAILURES_IN_A_ROW = 3  # trials failing one after another mean the spec, not the values, is broken
 
 
+log = logging.getLogger(__name__)
+
+
 def _say(message: str) -> None:
-    print(f"dlrun sweep: {message}", file=sys.stderr, flush=True)
+    log.info(f"dlrun sweep: {message}")
 
 
 def _shown(value) -> str:
@@ -203,7 +206,7 @@ def _budget_taken(study, trial, budget: int) -> bool:
     return len(ahead) >= budget
 
 
-def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str | None = None) -> int:
+def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str | None = None) -> str:
     """Work on the study until `trials` trials of it have finished (over every worker and restart)."""
     import optuna
     from optuna.trial import TrialState
@@ -252,10 +255,8 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
 
         keras.backend.clear_session()  # as Keras Tuner does: no trial inherits the graphs and names of the last
         reporter = TrialReporter(trial, sweep.metric, prune=sweep.pruner is not None)
-        if trial_cfg.data.kfold is not None:
-            from runner.run.kfold import run_kfold as train
-        else:
-            from runner.run.lifecycle import run_experiment as train
+        from runner.run.train import train
+
         train(trial_cfg, run_dir, spec_path=spec_path, quiet=True, extra_callbacks=[reporter])
         if reporter.stop_all:
             _say(f"trial {trial.number}: pruned after {reporter.step} epochs")
@@ -316,10 +317,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
             raise
         write_best(study, root / rd.BEST_SPEC, cfg)
     best = write_best(study, root / rd.BEST_SPEC, cfg)
-    print(status_text(cfg, study, url, budget))
-    if best is not None:
-        print(f"best spec: {best}")
-    return 0
+    return status_text(cfg, study, url, budget) + (f"\nbest spec: {best}" if best is not None else "")
 
 
 def status_text(cfg, study, url: str, budget: int) -> str:
@@ -352,7 +350,7 @@ def status_text(cfg, study, url: str, budget: int) -> str:
     return "\n".join([*lines, "", table(rows)])
 
 
-def show_status(spec_path, overrides=(), trials: int | None = None, storage: str | None = None) -> int:
+def show_status(spec_path, overrides=(), trials: int | None = None, storage: str | None = None) -> str:
     import optuna
 
     cfg, _ = load_config(spec_path, overrides)
@@ -360,12 +358,9 @@ def show_status(spec_path, overrides=(), trials: int | None = None, storage: str
         raise ConfigError(f"{spec_path}: no `sweep:` block, so no sweep to show")
     url = storage_url(cfg, storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        print(f"sweep {cfg.name}: not started (no {url[len('sqlite:///'):]}); start it with `dlrun sweep {spec_path}`")
-        return 0
+        return f"sweep {cfg.name}: not started (no {url[len('sqlite:///'):]}); start it with `dlrun sweep {spec_path}`"
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(cfg, url, create=False)
     if study is None:
-        print(f"sweep {cfg.name}: not started in {url}; start it with `dlrun sweep {spec_path}`")
-        return 0
-    print(status_text(cfg, study, url, trials or cfg.sweep.trials))
-    return 0
+        return f"sweep {cfg.name}: not started in {url}; start it with `dlrun sweep {spec_path}`"
+    return status_text(cfg, study, url, trials or cfg.sweep.trials)

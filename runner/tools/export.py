@@ -35,17 +35,3 @@ def raise_failures(results: list[dict]) -> None:
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise ConfigError(errors)
-
-
-def format_results(results: list[dict]) -> str:
-    lines = []
-    for r in (r for r in results if "error" not in r):
-        line = (f"{r['path']}: {r['runtime']} vs Keras on {r['examples']} {r['split']} examples: "
-                f"max |diff| {r['max_abs_diff']:.2e}")
-        if "accuracy" in r:
-            line += f", accuracy {r['accuracy']:.4f} (Keras {r['keras_accuracy']:.4f})"
-        if r.get("scheme") == "dynamic_range":
-            line += (f"; dynamic-range INT8, since full-integer INT8 lost more than one point "
-                     f"(accuracy {r['full_integer_accuracy']:.4f})")
-        lines.append(line + ("" if r["ok"] else "  WARNING: outside the expected tolerance"))
-    return "\n".join(lines)

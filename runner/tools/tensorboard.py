@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
-import sys
 from pathlib import Path
 
 from runner.kernel.errors import ConfigError, EnvironmentProblem
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6006
@@ -29,9 +31,9 @@ def serve(runs_dir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
         raise ConfigError(f"{runs_dir}: no such directory; pass the folder that holds your runs (output.dir, "
                           "default 'runs')")
     if not is_loopback(host):
-        print(f"warning: --host {host}: TensorBoard has no authentication; anyone who can reach this machine on "
+        log.warning(f"warning: --host {host}: TensorBoard has no authentication; anyone who can reach this machine on "
               f"port {port} can read every run under {runs_dir}. Prefer the default 127.0.0.1 with an SSH "
-              f"tunnel (ssh -L {port}:127.0.0.1:{port} HOST)", file=sys.stderr)
+              f"tunnel (ssh -L {port}:127.0.0.1:{port} HOST)")
     from tensorboard import program
 
     board = program.TensorBoard()

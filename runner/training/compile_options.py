@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
+from runner.kernel.keras_pins import require
 from runner.training.losses import LOSSES, label_mode
 from runner.training.metrics import build_metric, default_metrics
 from runner.training.optimizers import build_optimizer
@@ -73,6 +74,7 @@ def clip_after_all_reduce(optimizer) -> None:
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer clips in its inner one
     if not (inner.clipnorm or inner.global_clipnorm or inner.clipvalue):
         return
+    require("clip_after_all_reduce")
     clip, all_reduce = inner._clip_gradients, inner._all_reduce_sum_gradients
 
     def all_reduce_then_clip(grads_and_vars):

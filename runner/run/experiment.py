@@ -1,0 +1,16 @@
+"""One run: prepare -> fit under the spec's NaN policy -> finish, holding the run directory's lock throughout."""
+
+from __future__ import annotations
+
+from runner.kernel import run_dir as rd
+from runner.run.lifecycle import RunResult, finish, prepare
+from runner.run.rollback import fit_with_rollback
+
+
+def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), teacher_file=None,
+                   quiet: bool = False) -> RunResult:
+    """prepare -> fit (with the spec's NaN policy) -> finish; a run directory holding this run continues it."""
+    exp = prepare(cfg, run_dir, spec_path, extra_callbacks, teacher_file, quiet)
+    with exp.stack:
+        fit_with_rollback(exp)
+        return finish(exp)
