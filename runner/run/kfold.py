@@ -87,7 +87,7 @@ def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=(), quiet: bool
                 fold_dir = rd.RunDir.at(run_dir.file(rd.fold_dir(fold + 1)))
                 metrics = _finished(fold_dir)
                 if metrics is None:
-                    if preemption.requested:
+                    if preemption.requested and folds:
                         raise _between_folds(preemption.requested, folds[-1]["run_dir"])
                     keras.backend.clear_session()  # each fold's model starts from a clean Keras state
                     log.info(f"dlrun: fold {fold + 1}/{cfg.data.kfold.k} -> {fold_dir.path}")
