@@ -168,8 +168,9 @@ def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_withou
 
     proc = _start("train", student, "--run-dir", run)
     record = run / "teacher.json"
-    _wait_for(lambda: record.is_file() and _status(Path(json.loads(record.read_text())["run_dir"])).get("epoch", 0) >= 2,
-              [proc], "the teacher's epoch 2")
+    # the teacher's backups of its initial state and of epochs 1 and 2
+    _wait_for(lambda: record.is_file() and len(list((Path(json.loads(record.read_text())["run_dir"]) / "backup")
+                                                    .glob("backup-*.npz"))) >= 3, [proc], "the teacher's epoch 2")
     proc.kill()
     proc.wait()
     teacher_dir = Path(json.loads(record.read_text())["run_dir"])
