@@ -12,6 +12,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# test-only callbacks.custom classes (dlrun_faults: real SIGKILLs); importable here and, through PYTHONPATH, in
+# the dlrun processes the tests start
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -47,8 +51,9 @@ def digits_spec(out_dir, **sections) -> dict:
     return spec
 
 
-# a subprocess imports this checkout's runner, whatever the working directory
-CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+# a subprocess imports this checkout's runner (and the test plugins), whatever the working directory
+CLI_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS),
+                                                         *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def require(component: str, available: bool, why: str) -> None:
