@@ -89,3 +89,11 @@ def test_missing_spec_file_is_a_config_error(tmp_path):
 def test_no_verb_prints_help_and_usage_errors_exit_2():
     assert run_cli().returncode == 2
     assert run_cli("validate").returncode == 2
+
+
+def test_debug_shows_the_traceback_of_a_dlrun_error_anywhere_on_the_line(tmp_path):
+    for argv in (["validate", "nope.yaml", "--debug"], ["--debug", "validate", "nope.yaml"]):
+        proc = run_cli(*argv, cwd=tmp_path, check_code=1)  # the exception propagates: Python's exit 1
+        lines = proc.stderr.splitlines()
+        assert lines[0] == "Traceback (most recent call last):"
+        assert lines[-1] == "runner.kernel.errors.ConfigError: nope.yaml: file not found"
