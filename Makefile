@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= experiments/digits.yaml
 
-.PHONY: run test test-fast install clean
+.PHONY: run test test-fast bench install clean
 
 $(BIN)/.installed: pyproject.toml requirements/lock.txt scripts/install.sh
 	bash scripts/install.sh $(VENV) dev
@@ -22,6 +22,10 @@ test: $(BIN)/.installed
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS) -m "not slow"
+
+# Speed lives here, not in tests: start-up, per-spec rejection and SIGTERM latency, medians and ratios.
+bench: $(BIN)/.installed
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -9,7 +9,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, digits_spec, write_spec
+from tests.conftest import ROOT, digits_spec, require_tool, write_spec
+
+pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
 RUNS = ("digits-test/20260101-100000-aaaaaa", "digits-test/20260101-110000-bbbbbb")
@@ -174,9 +175,8 @@ SERIES = "[...document.querySelectorAll('line-chart svg path')].filter(p => p.st
 
 
 def test_chromium_shows_both_runs_series(board, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (Debian packages chromium and chromium-driver; .ci/run installs them)")
+    chromium = require_tool("chromium", "the TensorBoard page is checked in headless Chromium (Debian packages "
+                                        "chromium and chromium-driver; .ci/run installs them)")
     base, _, _ = board
     browser = DevTools(chromium, tmp_path / "profile")
     try:

@@ -10,6 +10,8 @@ from runner.language.load import MAX_BYTES, MAX_EXTENDS, Loaded, apply_set, load
 from runner.language.yaml12 import MAX_NODES, parse_yaml
 from runner.kernel.errors import ConfigError
 
+pytestmark = pytest.mark.config_errors
+
 
 def _problems(call) -> list[str]:
     with pytest.raises(ConfigError) as info:

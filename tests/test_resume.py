@@ -18,6 +18,9 @@ STEPS = 20  # 1257 training digits / batch 64
 EPOCHS = 3
 
 
+FAULTS = ["dlrun_faults:KillAtStep", "dlrun_faults:KillInBackup"]  # tests/plugins: no-ops unless their env is set
+
+
 def spec(out_dir, **train):
     """Deterministic CPU run: dropout and augmentation draw randomness, so their RNG state must survive too."""
     return digits_spec(
@@ -30,7 +33,7 @@ def spec(out_dir, **train):
         model={"arch": "cnn", "filters": [8, 16], "dense": [32], "dropout": 0.3},
         train={"epochs": EPOCHS, "optimizer": "adam", "lr": {"schedule": "cosine", "base": 0.003, "warmup_epochs": 1},
                "steps_per_execution": 4, **train},
-        callbacks={"tensorboard": None, "backup": {"every": 8}})
+        callbacks={"tensorboard": None, "backup": {"every": 8}, "custom": FAULTS})
 
 
 def train_in_process(run, spec_dict):
@@ -62,10 +65,6 @@ def assert_same_training(run, reference):
     assert history(run) == history(reference)  # train metrics of the resumed partial epoch included
 
 
-class Killed(BaseException):
-    """Stands in for SIGKILL in the in-process tests: nothing after it runs, like a dead process."""
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run = tmp_path_factory.mktemp("reference") / "run"
@@ -73,16 +72,12 @@ def reference(tmp_path_factory):
     return run
 
 
-@pytest.fixture
-def killing(monkeypatch):
-    """The test hooks' os.kill raises Killed instead of killing pytest."""
-    import runner.callbacks.backup as backup
-
-    def kill(pid, sig):
-        raise Killed()
-
-    monkeypatch.setattr(backup.os, "kill", kill)
-    return monkeypatch
+def train_killed(run, spec_dict, **fault) -> None:
+    """`dlrun train` in its own process, SIGKILLed by tests/plugins/dlrun_faults.py where `fault` says."""
+    path = write_spec(run.parent, spec_dict, f"{run.name}.yaml")
+    killed = run_cli("train", path, "--run-dir", run, env={f"FAULT_{k.upper()}": str(v) for k, v in fault.items()})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
 
 
 @pytest.mark.slow
@@ -90,11 +85,11 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_equal(tmp_path, referen
     run = tmp_path / "run"
     spec_path = write_spec(tmp_path, spec(tmp_path))
     kill_at = random.Random(5).randrange(STEPS + 1, EPOCHS * STEPS - 4)  # mid-epoch, past epoch 1
-    killed = run_cli("train", spec_path, "--run-dir", run, env={"DLRUN_TEST_KILL_AT_STEP": str(kill_at)})
+    killed = run_cli("train", spec_path, "--run-dir", run, env={"FAULT_KILL_AT_STEP": str(kill_at)})
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert json.loads((run / "status.json").read_text())["state"] == "running"
     backed_up = read_backup(backup_files(run / "backup")[0])[0]["global_step"]
-    assert kill_at - 8 <= backed_up <= kill_at + 3  # every 8 steps, checked every 4
+    assert kill_at - 8 < backed_up <= kill_at + 3  # every 8 steps; killed at the next call's start (4 steps each)
 
     resumed = run_cli("resume", run, check_code=0)
     status = json.loads((run / "status.json").read_text())
@@ -105,12 +100,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_equal(tmp_path, referen
     assert_same_training(run, reference)
 
 
-def test_killed_right_after_an_epoch_backup(tmp_path, reference, killing):
+def test_killed_right_after_an_epoch_backup(tmp_path, reference):
     run = tmp_path / "run"
-    killing.setenv("DLRUN_TEST_KILL_AFTER_BACKUP", str(2 * STEPS))
-    with pytest.raises(Killed):
-        train_in_process(run, spec(tmp_path))
-    killing.delenv("DLRUN_TEST_KILL_AFTER_BACKUP")
+    train_killed(run, spec(tmp_path), kill_at_step=2 * STEPS)  # before epoch 3's first batch
     assert [p.name for p in backup_files(run / "backup")] == ["backup-0000000040.npz", "backup-0000000032.npz"]
 
     result = train_in_process(run, spec(tmp_path))
@@ -119,13 +111,12 @@ def test_killed_right_after_an_epoch_backup(tmp_path, reference, killing):
     assert_same_training(run, reference)
 
 
-def test_killed_half_way_through_a_backup_write_resumes_from_the_previous_one(tmp_path, reference, killing):
+def test_killed_half_way_through_a_backup_write_resumes_from_the_previous_one(tmp_path, reference):
     run = tmp_path / "run"
-    killing.setenv("DLRUN_TEST_KILL_IN_BACKUP", "48")
-    with pytest.raises(Killed):
-        train_in_process(run, spec(tmp_path))
-    killing.delenv("DLRUN_TEST_KILL_IN_BACKUP")
+    train_killed(run, spec(tmp_path), kill_in_backup=48)
     assert [p.name for p in backup_files(run / "backup")] == ["backup-0000000040.npz", "backup-0000000032.npz"]
+    (half,) = [p for p in (run / "backup").iterdir() if p.name.startswith(".")]  # the dead writer's temp file
+    assert half.stat().st_size > 0
 
     train_in_process(run, spec(tmp_path))
     assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 2, "step": 40}
@@ -134,15 +125,12 @@ def test_killed_half_way_through_a_backup_write_resumes_from_the_previous_one(tm
 
 
 @pytest.mark.slow
-def test_resume_with_ema_weights_is_bitwise_equal(tmp_path, killing):
+def test_resume_with_ema_weights_is_bitwise_equal(tmp_path):
     # Keras swaps the EMA weights in at the end of each fit: the shortened first fit of a resume must not
     ema = {"name": "adam", "use_ema": True, "ema_momentum": 0.9}
     ref, run = tmp_path / "ref", tmp_path / "run"
     train_in_process(ref, spec(tmp_path, optimizer=ema))
-    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "30")
-    with pytest.raises(Killed):
-        train_in_process(run, spec(tmp_path, optimizer=ema))
-    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    train_killed(run, spec(tmp_path, optimizer=ema), kill_at_step=30)  # at step 32, after its backup
     train_in_process(run, spec(tmp_path, optimizer=ema))
     assert json.loads((run / "status.json").read_text())["resumed_from"] == {"epoch": 1, "step": 32}
     (meta, arrays), (_, ref_arrays) = final_state(run), final_state(ref)
@@ -150,12 +138,9 @@ def test_resume_with_ema_weights_is_bitwise_equal(tmp_path, killing):
     assert all(np.array_equal(arrays[k], ref_arrays[k]) for k in ref_arrays if k.startswith(("model/", "optimizer/")))
 
 
-def test_corrupt_newest_backup_falls_back_to_the_previous_with_a_warning(tmp_path, reference, killing, capsys):
+def test_corrupt_newest_backup_falls_back_to_the_previous_with_a_warning(tmp_path, reference, capsys):
     run = tmp_path / "run"
-    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "45")
-    with pytest.raises(Killed):
-        train_in_process(run, spec(tmp_path))
-    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    train_killed(run, spec(tmp_path), kill_at_step=45)  # at step 48, after its backup
     newest = run / "backup" / "backup-0000000048.npz"
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk outside dlrun's writer
@@ -167,19 +152,18 @@ def test_corrupt_newest_backup_falls_back_to_the_previous_with_a_warning(tmp_pat
 
 
 @pytest.mark.slow
-def test_early_stopping_resumed_stops_at_the_same_epoch_and_keeps_the_best_checkpoint(tmp_path, killing):
+def test_early_stopping_resumed_stops_at_the_same_epoch_and_keeps_the_best_checkpoint(tmp_path):
     import keras
 
     # val_accuracy rises until epoch 5 and drops in epoch 6, so patience 1 stops training after epoch 6 of 7
-    es = {"tensorboard": None, "backup": {"every": 8}, "early_stopping": {"monitor": "val_accuracy", "patience": 1}}
+    es = {"tensorboard": None, "backup": {"every": 8}, "early_stopping": {"monitor": "val_accuracy", "patience": 1},
+          "custom": FAULTS}
     ref, run = tmp_path / "ref", tmp_path / "run"
     reference = train_in_process(ref, {**spec(tmp_path, epochs=7), "callbacks": es})
     assert reference.metrics["epochs_run"] == 6 and reference.metrics["best"]["epoch"] == 5
 
-    killing.setenv("DLRUN_TEST_KILL_AT_STEP", "110")  # in epoch 6, after epoch 5's best (backup at step 112)
-    with pytest.raises(Killed):
-        train_in_process(run, {**spec(tmp_path, epochs=7), "callbacks": es})
-    killing.delenv("DLRUN_TEST_KILL_AT_STEP")
+    # in epoch 6, after epoch 5's best: killed at step 112, after its backup
+    train_killed(run, {**spec(tmp_path, epochs=7), "callbacks": es}, kill_at_step=110)
     best_before = (run / "checkpoints" / "best.keras").stat().st_mtime_ns
 
     resumed = train_in_process(run, {**spec(tmp_path, epochs=7), "callbacks": es})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, digits_spec, run_cli, write_spec
+from conftest import ROOT, digits_spec, require, run_cli, write_spec
 from runner.callbacks.backup import backup_files, read_backup
 from runner.run.signals import Preemption
 
@@ -49,11 +49,9 @@ def wait_for_epoch(proc, run: Path, epoch: int = 1, timeout: float = 120) -> Non
     raise AssertionError(f"no epoch {epoch} within {timeout} s")
 
 
-def signal_and_wait(proc, pid: int, signum) -> float:
-    sent = time.monotonic()
+def signal_and_wait(proc, pid: int, signum) -> None:
     os.kill(pid, signum)
-    proc.wait(timeout=60)
-    return time.monotonic() - sent
+    proc.wait(timeout=60)  # a hang guard
 
 
 def assert_preempted(run: Path, log: Path, name: str) -> dict:
@@ -72,12 +70,11 @@ def assert_preempted(run: Path, log: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-def test_sigterm_backs_up_exits_143_within_5_s_and_resume_completes(tmp_path):
+def test_sigterm_backs_up_exits_143_and_resume_completes(tmp_path):
     proc, run, log = start_training(tmp_path)
     wait_for_epoch(proc, run)
-    seconds = signal_and_wait(proc, proc.pid, signal.SIGTERM)
+    signal_and_wait(proc, proc.pid, signal.SIGTERM)  # its latency: bench/startup.py
     assert proc.returncode == 143, log.read_text()[-2000:]
-    assert seconds < 5
     status = assert_preempted(run, log, "SIGTERM")
     events = list((run / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)  # flushed on the way out
@@ -98,10 +95,10 @@ def test_sigint_backs_up_and_exits_130(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
-    ["unshare", "-fp", "--mount-proc", "true"], capture_output=True).returncode != 0,
-    reason="needs unshare with PID namespaces (root)")
 def test_sigterm_works_when_dlrun_is_pid_1(tmp_path):
+    require("unshare", shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-fp", "--mount-proc", "true"], capture_output=True).returncode == 0,
+        "unshare --pid must work (root, util-linux) for dlrun to be PID 1 of its own namespace")
     # the kernel drops signals without a handler for PID 1; dlrun installs its own, so SIGTERM still works
     proc, run, log = start_training(tmp_path, prefix=["unshare", "-fp", "--mount-proc"])
     wait_for_epoch(proc, run)

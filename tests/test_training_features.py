@@ -41,6 +41,33 @@ def test_cosine_restarts_follow_sgdr():
                                [0.1, 0.05, 0.05, 0.025], rtol=1e-5)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "exponential", "step"])
+def test_every_warmup_rises_from_0_to_base_on_one_line(schedule):
+    # docs/config.md: "linear warm-up from 0 to `base`": lr(s) = base * s / warmup for s < warmup, for every
+    # schedule (Keras builds it into CosineDecay; dlrun's Warmup wraps the others)
+    extra = {"boundaries": [5]} if schedule == "step" else {}
+    s = _schedule({"schedule": schedule, "base": 0.1, "warmup_steps": 4, **extra}, 10, 10)
+    np.testing.assert_allclose(_values(s, [0, 1, 2, 3, 4]), [0.0, 0.025, 0.05, 0.075, 0.1], rtol=1e-6, atol=1e-9)
+
+
+def test_exponential_decays_by_decay_rate_every_decay_epochs():
+    # 5 steps per epoch, decay_epochs 2: lr(s) = 0.1 * 0.5 ** (s / 10); staircase floors the exponent
+    smooth = _schedule({"schedule": "exponential", "base": 0.1, "decay_rate": 0.5, "decay_epochs": 2}, 5, 10)
+    np.testing.assert_allclose(_values(smooth, [0, 5, 10, 20]), [0.1, 0.1 * 0.5**0.5, 0.05, 0.025], rtol=1e-6)
+    stairs = _schedule({"schedule": "exponential", "base": 0.1, "decay_rate": 0.5, "decay_epochs": 2,
+                        "staircase": True}, 5, 10)
+    np.testing.assert_allclose(_values(stairs, [0, 9, 10, 19, 20]), [0.1, 0.1, 0.05, 0.05, 0.025], rtol=1e-6)
+    warm = _schedule({"schedule": "exponential", "base": 0.1, "decay_rate": 0.5, "decay_epochs": 2,
+                      "warmup_steps": 4}, 5, 10)
+    np.testing.assert_allclose(_values(warm, [4, 14]), [0.1, 0.05], rtol=1e-6)  # the decay starts after it
+
+
+def test_step_multiplies_by_factor_from_the_first_step_of_each_boundary_epoch():
+    # 5 steps per epoch: epochs 0-1 are steps 0..9, epoch 2 (boundary 2) starts at step 10, epoch 4 at step 20
+    s = _schedule({"schedule": "step", "base": 0.1, "boundaries": [2, 4], "factor": 0.1}, 5, 10)
+    np.testing.assert_allclose(_values(s, [0, 9, 10, 19, 20, 49]), [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+
+
 def test_one_cycle_refuses_an_extra_warmup():
     from pydantic import ValidationError
 

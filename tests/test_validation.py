@@ -1,4 +1,4 @@
-"""Validation through the CLI: all problems at once, strict types, did-you-mean, paths, schema, speed without TF."""
+"""Validation through the CLI: all problems at once, strict types, did-you-mean, paths, schema, no TensorFlow import."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import sys
 import jsonschema
 import pytest
 
-from conftest import CLI_ENV, ROOT, assert_fast, timed_cli, write_spec
+from conftest import CLI_ENV, ROOT, run_cli, write_spec
 from runner.cli.main import main
 from runner.spec import load_config, render
 from runner.language.load import display_path as shown, load_spec
 from runner.spec.validate import MAX_REPORTED
 from runner.language.yaml12 import parse_yaml
+
+pytestmark = pytest.mark.config_errors
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../docs/dlrun.schema.json"
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -48,8 +50,9 @@ def test_validate_render_schema_and_help_never_import_tensorflow():
     assert json.loads(out.stdout.splitlines()[-1]) == [[0, 0, 0, 0, 0], []]
 
 
-def test_validate_cifar10_takes_under_half_a_second():
-    proc = assert_fast(lambda: timed_cli("validate", "experiments/cifar10.yaml"), 0.5)
+def test_validate_cifar10_in_a_fresh_process():
+    # its speed is measured by bench/startup.py
+    proc = run_cli("validate", "experiments/cifar10.yaml", timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "experiments/cifar10.yaml: ok\n", "")
 
 

@@ -4,6 +4,7 @@ from runner.callbacks.registry import CALLBACKS, CallbackContext, monitor_mode
 from runner.callbacks import checkpoint, early_stopping, tensorboard  # noqa: F401  (register)
 from runner.callbacks import backup  # noqa: F401  (register)
 from runner.callbacks import reduce_on_plateau  # noqa: F401  (register)
+from runner.callbacks import custom  # noqa: F401  (register; last: the user's callbacks see the others' logs)
 
 
 def build_callbacks(cfg_callbacks, ctx: CallbackContext) -> list:

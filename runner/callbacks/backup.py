@@ -7,8 +7,6 @@ import functools
 import hashlib
 import io
 import json
-import os
-import signal
 from pathlib import Path
 from typing import ClassVar, Literal, Union
 
@@ -93,17 +91,7 @@ def write_backup(path: Path, meta: dict, arrays: dict) -> None:
     from runner.kernel import run_dir as rd
 
     data = encode(meta, arrays)
-    half = _test_hook("DLRUN_TEST_KILL_IN_BACKUP")
-
-    def write(f):
-        if half is not None and half == int(meta["global_step"]):
-            # test hook: a process killed half-way through the write
-            f.write(data[: len(data) // 2])
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        f.write(data)
-
-    rd.atomic_write(path, write, mode="wb")
+    rd.atomic_write(path, lambda f: f.write(data), mode="wb")
 
 
 def _write_and_prune(folder: Path, path: Path, meta: dict, arrays: dict) -> None:
@@ -131,11 +119,6 @@ class AttributeState:
             for name, value in self.pending.items():
                 setattr(self.callback, name, value)
             self.pending = None
-
-
-def _test_hook(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
 
 
 @functools.cache
@@ -201,8 +184,6 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
             self.epoch = 0
             self.last_saved = None
             self._due_at_epoch_end = False
-            self._kill_at = _test_hook("DLRUN_TEST_KILL_AT_STEP")
-            self._kill_after = _test_hook("DLRUN_TEST_KILL_AFTER_BACKUP")
 
         def global_step(self, epoch: int, step: int) -> int:
             return epoch * self.steps_per_epoch + step
@@ -230,9 +211,6 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
             else:  # beside the training loop (runner/writer.py), from copies: get_state hands out live objects
                 writer.submit(_write_and_prune, self.folder, path, copy.deepcopy(meta), copy.deepcopy(arrays))
             self.last_saved = global_step
-            if self._kill_after is not None and self._kill_after == global_step:
-                writer.flush()
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: killed right after a backup
             return path
 
         def _groups(self):
@@ -240,13 +218,15 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                     ("metrics", self.model.metrics_variables))
 
         def on_train_begin(self, logs=None):
+            optimizer = self.model.optimizer
+            if not optimizer.built:
+                # fit builds it lazily, at the first step; its slots must exist now, both to restore a backup and
+                # in the initial backup (a NaN rollback in epoch 1 restores all of the optimizer's variables)
+                with self.model.distribute_strategy.scope():
+                    optimizer.build(self.model.trainable_variables)
             if self.pending is not None:
                 meta, arrays = self.pending
                 counts = meta["counts"]
-                optimizer = self.model.optimizer
-                if not optimizer.built:  # fit builds it lazily, at the first step; its slots must exist now
-                    with self.model.distribute_strategy.scope():
-                        optimizer.build(self.model.trainable_variables)
                 try:
                     _assign(self.model.variables, arrays, "model", counts["model"])
                     _assign(optimizer.variables, arrays, "optimizer", counts["optimizer"])
@@ -296,8 +276,6 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                 if due:
                     self.save(self.epoch, step)
                 self._check_preemption(self.epoch, step)
-            if self._kill_at is not None and global_step >= self._kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: killed at a chosen step
 
         def _check_preemption(self, epoch: int, step: int) -> None:
             if self.preemption is None or not self.preemption.requested:

@@ -82,8 +82,9 @@ def _callbacks_model():
     fields = {}
     for entry in CALLBACKS.entries():
         default = (lambda c=entry.config: c()) if entry.config.ENABLED else (lambda: None)
+        configures = getattr(entry.config, "CONFIGURES", "a map configures")
         fields[entry.name] = (Optional[entry.config], Field(default_factory=default, description=(
-            f"{'on' if entry.config.ENABLED else 'off'} by default; null disables, a map configures")))
+            f"{'on' if entry.config.ENABLED else 'off'} by default; null disables, {configures}")))
     return create_model("Callbacks", __base__=Strict, **fields)
 
 

@@ -74,10 +74,15 @@ def open_storage(url: str, sweep):
                     heartbeat_stale_trial_callback=_retry(sweep))
             except sqlalchemy.exc.ArgumentError as e:
                 raise ConfigError(f"--storage: {url!r} is not a SQLAlchemy URL ({e}); e.g. "
-                                  "postgresql://user@host/db or sqlite:///path/sweep.db") from None
-            except ImportError:
+                                  "postgresql+psycopg2://user@host/db or sqlite:///path/sweep.db") from None
+            except ImportError as e:
+                # Optuna wraps SQLAlchemy's ImportError; the cause names the module. SQLAlchemy 2.1 reads
+                # postgresql:// as psycopg 3, so the fix also shows the URL form of the pinned psycopg2-binary
+                missing = e.__cause__ if isinstance(e.__cause__, ImportError) else e
                 raise EnvironmentProblem(f"--storage: the database driver for {url.split(':')[0]!r} is not "
-                                         "installed (PostgreSQL: pip install psycopg2-binary)") from None
+                                         f"installed ({missing}); install it, or name an installed "
+                                         "driver in the URL, e.g. postgresql+psycopg2://user@host/db with "
+                                         "pip install psycopg2-binary") from None
             except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
                 # two workers creating the tables of a new database at once: the loser retries and finds them
                 if attempt == 4:

@@ -115,8 +115,10 @@ def build_step(cfg, steps_per_epoch: int, epochs: int):
     import keras
 
     values = [cfg.base * cfg.factor**i for i in range(len(cfg.boundaries) + 1)]
+    # PiecewiseConstantDecay keeps values[i] up to and including boundary i; the epoch's first step
+    # (step b * steps_per_epoch, counted from 0) must already have the new rate
     decay = keras.optimizers.schedules.PiecewiseConstantDecay(
-        [b * steps_per_epoch for b in cfg.boundaries], values)
+        [b * steps_per_epoch - 1 for b in cfg.boundaries], values)
     return _with_warmup(decay, cfg, steps_per_epoch)
 
 

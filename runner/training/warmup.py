@@ -5,7 +5,11 @@ import keras
 
 @keras.saving.register_keras_serializable(package="dlrun")
 class Warmup(keras.optimizers.schedules.LearningRateSchedule):
-    """0 -> the schedule's first value over `warmup_steps`, then the schedule shifted by them."""
+    """0 -> the schedule's first value over `warmup_steps`, then the schedule shifted by them.
+
+    The ramp is CosineDecay's own warm-up line (0 at step 0, the full rate at step `warmup_steps`), so every
+    schedule warms up the same way, as docs/config.md says.
+    """
 
     def __init__(self, schedule, warmup_steps: int):
         self.schedule = schedule
@@ -18,7 +22,7 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
-        ramp = keras.ops.minimum(1.0, (step + 1.0) / float(self.warmup_steps)) * self._after(0.0)
+        ramp = step / float(self.warmup_steps) * self._after(0.0)
         return keras.ops.where(step < self.warmup_steps, ramp, self._after(keras.ops.maximum(step - self.warmup_steps, 0.0)))
 
     def get_config(self):
