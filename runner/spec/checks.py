@@ -46,7 +46,7 @@ def cross_checks(cfg):
     if problem := _run_parent(cfg):
         yield problem
     task = task_hint(data)
-    has_validation = data.splits.validation is not None
+    has_validation = data.splits.validation is not None or data.kfold is not None  # each fold validates
     metrics = train.metrics or []
     known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
     for path, monitor in _monitors(cfg):

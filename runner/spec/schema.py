@@ -19,7 +19,7 @@ from runner.training.metrics import METRICS
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
-from runner.spec.sweep import Sweep, check_sweep
+from runner.spec.sweep import Sweep
 
 Data = tagged_union(SOURCES, "source", "data source")
 Model = tagged_union(ARCHS, "arch", "arch")
@@ -145,13 +145,7 @@ class Config(Strict):
     export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
         default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
                                           "by the runtime that reads it (see `dlrun export`)")
-    # declared last: its check applies each searched value to the fields validated above it
     sweep: Optional[Sweep] = Field(None, description="hyper-parameter search for `dlrun sweep` (see docs/sweeps.md)")
-
-    @field_validator("sweep")
-    @classmethod
-    def _sweep_keys(cls, sweep, info):
-        return sweep if sweep is None else check_sweep(sweep, info.data)
 
     @model_validator(mode="before")
     @classmethod

@@ -204,16 +204,25 @@ def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
 
 
 def validate(loaded: Loaded):
-    """Structure, types, ranges and registry names, then the cross-field rules."""
+    """Structure, types, ranges and registry names, then the cross-field rules, then the sweep's searched values
+    (each applied to the spec, whose own problems blame no value)."""
     from runner.spec.checks import cross_checks
     from runner.spec.schema import Config
+    from runner.spec.sweep import check_sweep, raise_problems
 
     try:
         cfg = Config.model_validate(loaded.data)
     except ValidationError as e:
         raise ConfigError(format_errors(e, loaded, Config)) from None
+    own = list(cross_checks(cfg))
     problems = [line for _, line in loaded.problems]
-    problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in cross_checks(cfg)]
+    problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in own]
+    problems.sort(key=line_order)
+    if cfg.sweep is not None:  # after the spec's own problems, which blame no searched value
+        try:
+            raise_problems(check_sweep(cfg, {dotted(path) for path, _ in own}), ("sweep",))
+        except ValidationError as e:
+            problems += format_errors(e, Loaded(loaded.data, loaded.where, loaded.origin), Config)
     if problems:
-        raise ConfigError(sorted(problems, key=line_order))
+        raise ConfigError(problems)
     return cfg
