@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 from pydantic import Field
 
 from runner.language.fields import NonNegInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import ArchCommon, head, register_arch
 
 
 class KerasApp(ArchCommon):
@@ -64,7 +64,7 @@ def _load_base(cfg: KerasApp, shape):
         socket.setdefaulttimeout(previous)
 
 
-@ARCHS.register("keras_app", config=KerasApp)
+@register_arch("keras_app", KerasApp)
 def build_keras_app(cfg: KerasApp, x, out_units: int):
     import keras
 

@@ -122,10 +122,11 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
     value = err.get("input")
     if kind == "extra_forbidden":
         fields = _fields_at(root, loc[:-1])
-        hint = did_you_mean(loc[-1], fields)
-        others = [] if hint else _variants_with(root, loc)
+        # a key other variants take is named as theirs before any look-alike key (keras_app's `activation`)
+        others = _variants_with(root, loc)
         if others:
             return path, f"'{loc[-2]}' takes no {dotted(loc[-1:])}; it applies to {', '.join(others)} only"
+        hint = did_you_mean(loc[-1], fields)
         return path, "unknown key" + (hint or (f"; valid keys: {', '.join(fields)}" if fields else ""))
     if kind == "missing":
         return path, "required key is missing"
