@@ -17,8 +17,11 @@ def _validate(capsys, path, *sets) -> tuple[int, list[str]]:
     return code, (captured.err or captured.out).splitlines()
 
 
-def _line(path, key: str) -> int:
-    return next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith(f"{key}:"))
+def _line(path, key: str, after: str = "") -> int:
+    """The 1-based line of `key:` in a spec file, searching from the line of `after:`."""
+    lines = path.read_text().splitlines()
+    start = _line(path, after) if after else 0
+    return next(i for i, text in enumerate(lines[start:], start + 1) if text.strip().startswith(f"{key}:"))
 
 
 # 1. a `splits` map is the whole set
@@ -77,3 +80,73 @@ def test_a_sweep_reports_the_base_specs_own_error_at_its_line(tmp_path, capsys):
         "(2 epochs); received 2.0",
         f"{os.path.relpath(path)}:{_line(path, 'model.filters')}: sweep.params.model.filters: value [-1] is rejected: "
         "model.filters[0]: must be >= 1; received -1"])
+
+
+# 3. options an arch would ignore are refused, naming the archs that take them
+
+def test_options_an_arch_ignores_are_refused(tmp_path, capsys):
+    spec = digits_spec(tmp_path / "runs", model={"arch": "transformer", "vocab_size": None, "batchnorm": True})
+    path = write_spec(tmp_path, spec)
+    assert _validate(capsys, path) == (2, [
+        f"{os.path.relpath(path)}:{_line(path, 'batchnorm')}: model.batchnorm: 'transformer' takes no batchnorm; "
+        "it applies to cnn, mlp, mobilenet, resnet, resnet9, unet only"])
+    spec["model"] = {"arch": "lstm", "batchnorm": True}
+    assert _validate(capsys, write_spec(tmp_path, spec))[1][0].endswith(
+        "model.batchnorm: 'lstm' takes no batchnorm; it applies to cnn, mlp, mobilenet, resnet, resnet9, unet only")
+    spec["model"] = {"arch": "keras_app", "name": "MobileNetV2", "activation": "relu", "batchnorm": False}
+    path = write_spec(tmp_path, spec)
+    assert _validate(capsys, path) == (2, [
+        f"{os.path.relpath(path)}:{_line(path, 'activation')}: model.activation: 'keras_app' takes no activation; "
+        "it applies to cnn, mlp, mobilenet, resnet, resnet9, bilstm, gru, lstm, transformer, unet only",
+        f"{os.path.relpath(path)}:{_line(path, 'batchnorm')}: model.batchnorm: 'keras_app' takes no batchnorm; "
+        "it applies to cnn, mlp, mobilenet, resnet, resnet9, unet only"])
+
+
+def test_the_arch_registry_knows_which_shared_options_each_arch_takes():
+    from runner.models import ARCHS
+
+    takes = {e.name: set(e.options) for e in ARCHS.entries() if e.name != "layers"}
+    common = {"kernel_initializer", "kernel_regularizer", "dropout"}
+    assert takes == {**{a: common | {"activation", "batchnorm"} for a in
+                        ("cnn", "mlp", "mobilenet", "resnet", "resnet9", "unet")},
+                     **{a: common | {"activation"} for a in ("lstm", "gru", "bilstm", "transformer")},
+                     "keras_app": common}
+
+
+# 4. rules once found only when training started are reported by `dlrun validate` with file:line
+
+def test_rules_found_at_run_time_before_are_reported_by_validate(tmp_path, capsys):
+    spec = digits_spec(tmp_path / "runs", callbacks={"reduce_on_plateau": {"patience": 2}})
+    spec["train"]["lr"] = {"schedule": "cosine", "base": 0.01}
+    path = write_spec(tmp_path, spec)
+    shown = os.path.relpath(path)
+    assert _validate(capsys, path) == (2, [
+        f"{shown}:{_line(path, 'reduce_on_plateau')}: callbacks.reduce_on_plateau: needs train.lr.schedule: "
+        "constant without warm-up (a schedule already sets the rate at every step); received schedule cosine, "
+        "warmup_epochs 0.0; set train.lr to a number or remove callbacks.reduce_on_plateau"])
+
+    spec = digits_spec(tmp_path / "runs", model={"arch": "keras_app", "name": "Resnet50"})
+    path = write_spec(tmp_path, spec)
+    assert _validate(capsys, path) == (2, [
+        f"{shown}:{_line(path, 'name', after='model')}: model.name: unknown keras.applications model 'Resnet50'; "
+        "did you mean 'ResNet50'?"])
+
+    spec = digits_spec(tmp_path / "runs", distribute={"strategy": "mirrored", "cpu_replicas": 2})
+    spec["data"] = {"source": "sklearn", "name": "diabetes", "batch_size": 32}
+    spec["model"] = {"arch": "mlp"}
+    spec["train"].update(class_weight="balanced", steps_per_execution=4)
+    path = write_spec(tmp_path, spec)
+    assert _validate(capsys, path) == (2, [
+        f"{shown}:{_line(path, 'class_weight')}: train.class_weight: only classification takes class weights; "
+        "this data is a regression task. Remove train.class_weight",
+        f"{shown}:{_line(path, 'steps_per_execution')}: train.steps_per_execution: Keras 3.15 fails with more "
+        "than one step per execution under 2 replicas (\"You must feed a value for placeholder tensor\"); "
+        "received 4; use 1 or auto"])
+
+
+def test_the_keras_app_names_are_those_of_the_installed_keras():
+    import keras
+
+    from runner.models.keras_app import APPLICATIONS
+
+    assert list(APPLICATIONS) == sorted(n for n in dir(keras.applications) if n[:1].isupper())

@@ -57,6 +57,18 @@ def cross_checks(cfg):
             logged = sorted({m for k in known for m in (k, "val_" + k)})
             yield path, f"{monitor!r} is not logged; choose one of {', '.join(logged)}{did_you_mean(monitor, logged)}"
 
+    lr = train.lr
+    if getattr(cfg.callbacks, "reduce_on_plateau", None) is not None and (
+            lr.schedule != "constant" or lr.warmup_epochs or lr.warmup_steps):
+        warmup = f"warmup_steps {lr.warmup_steps}" if lr.warmup_steps is not None else f"warmup_epochs {lr.warmup_epochs}"
+        yield ("callbacks", "reduce_on_plateau"), (
+            "needs train.lr.schedule: constant without warm-up (a schedule already sets the rate at every step); "
+            f"received schedule {lr.schedule}, {warmup}; set train.lr to a number or remove "
+            "callbacks.reduce_on_plateau")
+    if train.class_weight is not None and task not in (None, "classification"):
+        yield ("train", "class_weight"), (f"only classification takes class weights; this data is a {task} task. "
+                                          "Remove train.class_weight")
+
     warm = train.lr.warmup_epochs
     if train.lr.warmup_steps is None and warm >= train.epochs:
         yield ("train", "lr", "warmup_epochs"), (f"warm-up must be shorter than training ({train.epochs} epochs); "
@@ -87,6 +99,11 @@ def cross_checks(cfg):
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":
         replicas = len(cfg.distribute.devices)
+    spe = train.steps_per_execution
+    if replicas and replicas > 1 and spe != "auto" and spe > 1:
+        yield ("train", "steps_per_execution"), (
+            f"Keras 3.15 fails with more than one step per execution under {replicas} replicas (\"You must feed a "
+            f"value for placeholder tensor\"); received {spe}; use 1 or auto")
     if replicas and data.batch_size % replicas:
         yield ("data", "batch_size"), (f"the global batch must divide evenly over {replicas} replicas; "
                                        f"received {data.batch_size} (try {data.batch_size - data.batch_size % replicas or replicas})")
