@@ -150,3 +150,19 @@ def test_the_keras_app_names_are_those_of_the_installed_keras():
     from runner.models.keras_app import APPLICATIONS
 
     assert list(APPLICATIONS) == sorted(n for n in dir(keras.applications) if n[:1].isupper())
+
+
+# 7. litert is the export format's name, tflite its alias
+
+def test_litert_is_the_export_format_and_tflite_its_alias(tmp_path, capsys):
+    from runner.artifacts.export_formats import EXPORT_FORMATS
+    from runner.kernel import run_dir as rd
+
+    assert EXPORT_FORMATS.names() == ["keras", "saved_model", "onnx", "litert"] == list(rd.EXPORT_FILES)
+    missing = tmp_path / "no-run"
+    for name in ("litert", "tflite"):  # argparse takes both; the run directory is what is missing
+        assert main(["export", str(missing), "--format", name]) == 2
+        assert capsys.readouterr().err.strip() == f"{missing}: no such run directory"
+    spec = digits_spec(tmp_path / "runs", export=["tflite", "onnx"])
+    rendered = yaml.safe_load(run_cli("render", write_spec(tmp_path, spec), check_code=0).stdout)
+    assert rendered["export"] == ["litert", "onnx"]

@@ -214,6 +214,8 @@ def _add_run_dir(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runner.artifacts.export_formats import EXPORT_FORMATS, QUANTIZE, format_choices
+
     parser = argparse.ArgumentParser(
         prog="dlrun", description="Configuration-driven deep-learning experiments for Keras 3 on TensorFlow.",
         epilog="`dlrun SPEC.yaml` is short for `dlrun train SPEC.yaml`. Add --debug to any verb for tracebacks.")
@@ -267,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run's model for serving, checked by the runtime that reads it")
     _add_run_dir(p)
-    p.add_argument("--format", required=True, choices=("keras", "saved_model", "onnx", "tflite"))
-    p.add_argument("--quantize", choices=("int8", "float16"),
-                   help="tflite only: int8 (full-integer, calibrated on training examples) or float16 weights")
+    p.add_argument("--format", required=True, choices=format_choices(),
+                   help="; ".join(f"{e.name}: {e.description}" for e in EXPORT_FORMATS.entries()))
+    p.add_argument("--quantize", choices=QUANTIZE,
+                   help=f"{' or '.join(EXPORT_FORMATS.where(quantizes=True))} only: int8 (full-integer, calibrated "
+                        "on training examples) or float16 weights")
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from runner.artifacts.export_formats import EXPORT_FORMATS, format_choices, format_name
 from runner.callbacks.registry import CALLBACKS
 from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, tagged_union
 from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
@@ -26,6 +27,8 @@ Model = tagged_union(ARCHS, "arch", "arch")
 Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer", bare_name=True)
 Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "number", "exclusiveMinimum": 0})
 Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
+# a format's aliases are accepted and stand for its name (`tflite` is `litert`)
+ExportFormat = Annotated[Literal[tuple(format_choices())], AfterValidator(format_name)]  # noqa: UP007
 
 
 class Train(Strict):
@@ -142,9 +145,10 @@ class Config(Strict):
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
-    export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
-        default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
-                                          "by the runtime that reads it (see `dlrun export`)")
+    export: list[ExportFormat] = Field(
+        default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked by the "
+                                          "runtime that reads it (see `dlrun export`): " + "; ".join(
+                                              f"{e.name}: {e.description}" for e in EXPORT_FORMATS.entries()))
     sweep: Optional[Sweep] = Field(None, description="hyper-parameter search for `dlrun sweep` (see docs/sweeps.md)")
 
     @model_validator(mode="before")
