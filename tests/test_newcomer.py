@@ -166,3 +166,78 @@ def test_litert_is_the_export_format_and_tflite_its_alias(tmp_path, capsys):
     spec = digits_spec(tmp_path / "runs", export=["tflite", "onnx"])
     rendered = yaml.safe_load(run_cli("render", write_spec(tmp_path, spec), check_code=0).stdout)
     assert rendered["export"] == ["litert", "onnx"]
+
+
+# 6 and 8. `dlrun compare` readable, `compare --json` whole; ls and compare show train_s and wall_s
+
+def _run_dir(root, stamp: str, config: str, status: dict, metrics: dict | None = None):
+    path = root / "digits-cnn" / stamp
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(config)
+    (path / "status.json").write_text(json.dumps(status))
+    if metrics is not None:
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+LAYERS = [{"Conv2D": {"filters": 32, "kernel_size": 3, "activation": "relu"}}, {"Flatten": {}},
+          {"Dense": {"units": 10}}]
+
+
+def test_ls_and_compare_are_readable_and_show_train_and_wall_time(tmp_path):
+    root = tmp_path / "runs"
+    a = _run_dir(root, "20261201-100000-aaaaaa", yaml.safe_dump(
+        {"name": "digits-cnn", "model": {"arch": "layers", "layers": LAYERS}, "train": {"lr": 0.1}}, sort_keys=False),
+        {"state": "completed", "epoch": 3},
+        {"epochs_run": 3, "best": {"monitor": "val_loss", "value": 0.25, "epoch": 2},
+         "test": {"loss": 0.3, "accuracy": 0.91}, "throughput": {"examples_per_sec": 1234.5},
+         "train_s": 15.49, "wall_s": 28.53})
+    b = _run_dir(root, "20261201-110000-bbbbbb", yaml.safe_dump(
+        {"name": "digits-cnn", "model": {"arch": "mlp"}, "train": {"lr": 0.2}}), {"state": "failed", "epoch": 0})
+    assert run_cli("ls", root, check_code=0).stdout.splitlines() == [
+        "run                                name        state      epochs  best           test                    "
+        "train_s  wall_s",
+        "digits-cnn/20261201-110000-bbbbbb  digits-cnn  failed     0       -              -                       "
+        "-        -",
+        "digits-cnn/20261201-100000-aaaaaa  digits-cnn  completed  3       val_loss=0.25  loss=0.3 accuracy=0.91  "
+        "15.5     28.5"]
+    assert run_cli("compare", a, b, check_code=0).stdout.splitlines() == [
+        "config differences:",
+        "              digits-cnn/20261201-100000                digits-cnn/20261201-110000",
+        "model.arch    layers                                    mlp",
+        'model.layers  [{"Conv2D": {"filters": 32, "kernel_s...  <unset>',
+        "train.lr      0.1                                       0.2",
+        "",
+        "metrics:",
+        "               digits-cnn/20261201-100000  digits-cnn/20261201-110000",
+        "state          completed                   failed",
+        "epochs         3                           0",
+        "best val_loss  0.25                        -",
+        "test loss      0.3                         -",
+        "test accuracy  0.91                        -",
+        "examples/s     1234                        -",
+        "train_s        15.5                        -",
+        "wall_s         28.5                        -",
+        "",
+        "runs:",
+        f"  digits-cnn/20261201-100000  {a}",
+        f"  digits-cnn/20261201-110000  {b}",
+        "(values over 40 characters are cut: `dlrun compare --json` prints them whole)"]
+    assert json.loads(run_cli("compare", "--json", a, b, check_code=0).stdout) == {
+        "runs": [{"label": "digits-cnn/20261201-100000", "run_dir": str(a)},
+                 {"label": "digits-cnn/20261201-110000", "run_dir": str(b)}],
+        "config": {"model.arch": ["layers", "mlp"], "model.layers": [LAYERS, "<unset>"], "train.lr": [0.1, 0.2]},
+        "metrics": {"state": ["completed", "failed"], "epochs": [3, 0], "best val_loss": [0.25, None],
+                    "test loss": [0.3, None], "test accuracy": [0.91, None], "examples/s": [1234.5, None],
+                    "train_s": [15.49, None], "wall_s": [28.53, None]}}
+
+
+def test_compare_labels_runs_of_the_same_second_by_their_whole_directory(tmp_path):
+    from runner.tools.runs import read_run, run_labels
+
+    config = yaml.safe_dump({"name": "digits-cnn"})
+    a = _run_dir(tmp_path, "20261201-100000-aaaaaa", config, {"state": "completed"})
+    b = _run_dir(tmp_path, "20261201-100000-bbbbbb", config, {"state": "completed"})
+    c = _run_dir(tmp_path, "custom", config, {"state": "completed"})
+    assert run_labels([read_run(p) for p in (a, b, c)]) == [
+        "digits-cnn/20261201-100000-aaaaaa", "digits-cnn/20261201-100000-bbbbbb", "digits-cnn/custom"]

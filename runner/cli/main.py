@@ -169,9 +169,9 @@ def cmd_ls(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from runner.tools.runs import compare
+    from runner.tools.runs import compare, compare_json
 
-    print(compare(args.run_dirs))
+    print(compare_json(args.run_dirs) if args.json else compare(args.run_dirs))
     return 0
 
 
@@ -277,13 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("ls", help="list runs, newest first: state, epochs, best value, test metrics, wall time")
+    p = sub.add_parser("ls", help="list runs, newest first: state, epochs, best value, test metrics, train_s (the "
+                                  "fit, first to last epoch) and wall_s (the whole process)")
     p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs")
     p.add_argument("--json", action="store_true", help="print only a JSON list of runs")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("compare", help="config differences and metrics of runs, side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, every value whole")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="hyper-parameter search of the spec's sweep: block (Optuna); rerun to resume")
