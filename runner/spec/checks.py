@@ -6,8 +6,8 @@ import os
 
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
-from runner.training.losses import CLASSIFICATION_LOSSES
-from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
+from runner.training.losses import LOSSES
+from runner.training.metrics import METRICS, default_metrics, metric_names
 
 
 def task_hint(data) -> str | None:
@@ -74,26 +74,27 @@ def cross_checks(cfg):
         yield ("train", "lr", "warmup_epochs"), (f"warm-up must be shorter than training ({train.epochs} epochs); "
                                                  f"received {warm}")
     smoothing = getattr(train.loss, "label_smoothing", 0.0)
+    serves = LOSSES.get(train.loss.name).tasks
+    if task in ("regression", "classification") and task not in serves:
+        yield ("train", "loss", "name"), f"'{train.loss.name}' is a {serves[0]} loss; this data is {task}"
     if task == "regression":
-        if train.loss.name in CLASSIFICATION_LOSSES - {"auto"}:
-            yield ("train", "loss", "name"), f"'{train.loss.name}' is a classification loss; this data is regression"
         if smoothing:
             yield ("train", "loss", "label_smoothing"), "label smoothing needs a classification task; this data is regression"
+        regression = metric_names("regression")
         for i, m in enumerate(metrics):
-            if m in CLASSIFICATION_METRICS:
-                yield ("train", "metrics", i), f"'{m}' is a classification metric; use mae, mse or rmse"
+            if METRICS.get(m).task == "classification":
+                yield ("train", "metrics", i), (f"'{m}' is a classification metric; use "
+                                                f"{', '.join(regression[:-1])} or {regression[-1]}")
         if data.batch_augment:
             yield ("data", "batch_augment"), "mixup and cutmix mix class labels; this data is regression"
     if task == "classification":
         for i, m in enumerate(metrics):
-            if m in REGRESSION_METRICS:
+            if METRICS.get(m).task == "regression":
                 yield ("train", "metrics", i), f"'{m}' is a regression metric; use accuracy, f1, auc, ..."
-        if train.loss.name in ("mse", "mae", "huber"):
-            yield ("train", "loss", "name"), f"'{train.loss.name}' is a regression loss; this data is classification"
-    if data.batch_augment and task != "regression" and train.loss.name in ("mse", "mae", "huber"):
+    if data.batch_augment and task != "regression" and "classification" not in serves:
         yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
                                           "regression loss")
-    if data.batch_augment and train.loss.name == "binary_crossentropy":
+    if data.batch_augment and LOSSES.get(train.loss.name).labels == "binary":
         yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None

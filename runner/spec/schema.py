@@ -16,7 +16,7 @@ from runner.data.sources import SOURCES
 from runner.models import ARCHS
 from runner.kernel.registry import unknown_name_message
 from runner.training.losses import LOSSES
-from runner.training.metrics import METRICS
+from runner.training.metrics import METRICS, default_metrics
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
@@ -34,14 +34,17 @@ ExportFormat = Annotated[Literal[tuple(format_choices())], AfterValidator(format
 class Train(Strict):
     epochs: PositiveInt = Field(10, description="training epochs")
     optimizer: Optimizer = Field(default_factory=lambda: {"name": "adam"},
-                                 description="{name: sgd|adam|adamw|rmsprop|..., Keras arguments}")
+                                 description=f"{{name: {'|'.join(OPTIMIZERS.names())}, Keras arguments}}")
     lr: Schedule = Field(default_factory=lambda: {"schedule": "constant", "base": 1e-3},
-                         description="{schedule: constant|cosine|exponential|step, base: ..., warmup_epochs: ...}")
+                         description=f"{{schedule: {'|'.join(SCHEDULES.names())}, base: ..., warmup_epochs: ...}}, "
+                                     "or a number (constant)")
     loss: Loss = Field(default_factory=lambda: {"name": "auto"},
-                       description="{name: auto|sparse_categorical_crossentropy|..., label_smoothing: ...}")
+                       description=f"{{name: {'|'.join(LOSSES.names())}, label_smoothing: ...}}; auto: "
+                                   "sparse_categorical_crossentropy (classification) or mse (regression)")
     metrics: Optional[list[str]] = Field(
-        None, description="accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, rmse; "
-                          "default accuracy (classification) or mae (regression)")
+        None, description=f"{', '.join(METRICS.names())}; default "
+                          f"{' and '.join(default_metrics('classification'))} (classification) or "
+                          f"{' and '.join(default_metrics('regression'))} (regression)")
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto", description="auto: mixed precision on GPUs that gain from it, float32 on CPU")
     jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")
