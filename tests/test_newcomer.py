@@ -241,3 +241,32 @@ def test_compare_labels_runs_of_the_same_second_by_their_whole_directory(tmp_pat
     c = _run_dir(tmp_path, "custom", config, {"state": "completed"})
     assert run_labels([read_run(p) for p in (a, b, c)]) == [
         "digits-cnn/20261201-100000-aaaaaa", "digits-cnn/20261201-100000-bbbbbb", "digits-cnn/custom"]
+
+
+# issue 14, item 4: every list is derived from the registries
+
+def test_schema_descriptions_and_monitor_modes_derive_from_the_registries():
+    from runner.callbacks.registry import monitor_mode
+    from runner.spec.schema import json_schema
+    from runner.training.losses import LOSSES
+    from runner.training.metrics import METRICS
+    from runner.training.optimizers import OPTIMIZERS
+    from runner.training.schedules import SCHEDULES
+
+    train = json_schema()["$defs"]["Train"]["properties"]
+    assert train["lr"]["description"] == (
+        "{schedule: constant|cosine|exponential|step|one_cycle|cosine_restarts, base: ..., warmup_epochs: ...}, "
+        "or a number (constant)")
+    assert train["lr"]["description"].count("|") == len(SCHEDULES.names()) - 1
+    assert all(name in train["optimizer"]["description"] for name in OPTIMIZERS.names())
+    assert all(name in train["loss"]["description"] for name in LOSSES.names())
+    assert train["metrics"]["description"] == ("accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, "
+                                               "rmse; default accuracy (classification) or mae (regression)")
+    assert {m: monitor_mode(f"val_{m}") for m in METRICS.names()} == {
+        "accuracy": "max", "top5_accuracy": "max", "precision": "max", "recall": "max", "f1": "max", "auc": "max",
+        "mae": "min", "mse": "min", "rmse": "min"}
+    assert monitor_mode("loss") == "min"
+    assert {e.name: e.tasks for e in LOSSES.entries()} == {
+        "auto": ("classification", "regression"), **{n: ("classification",) for n in (
+            "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "focal")},
+        **{n: ("regression",) for n in ("mse", "mae", "huber")}}
