@@ -69,11 +69,12 @@ def test_spec_export_runs_after_training_and_onnx_runtime_matches_keras(run, tes
     assert manifest["model.onnx"]["examples"] == 359 and manifest["model.onnx"]["ok"] is True
 
 
-def test_tflite_float_matches_and_int8_is_full_integer_within_one_point(run, test_split, tmp_path, capsys):
+def test_litert_float_matches_and_int8_is_full_integer_within_one_point(run, test_split, tmp_path, capsys):
     from runner.artifacts.export_formats import predicted_classes
 
     x, y, expected = test_split
-    assert main(["export", str(run), "--format", "tflite", "--out", str(tmp_path)]) == 0
+    assert main(["export", str(run), "--format", "litert", "--out", str(tmp_path)]) == 0
+    # tflite is the alias of litert
     assert main(["export", str(run), "--format", "tflite", "--quantize", "int8", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{tmp_path}/model.tflite: ai-edge-litert " in out and f"{tmp_path}/model_int8.tflite: " in out
@@ -121,10 +122,10 @@ def test_keras_export_copies_the_portable_model_file(run, tmp_path):
     assert (tmp_path / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
 
 
-def test_quantize_is_for_tflite_only(run, tmp_path, capsys):
+def test_quantize_is_for_litert_only(run, tmp_path, capsys):
     assert main(["export", str(run), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "--quantize int8: quantization is for --format tflite only; received --format onnx")
+        "--quantize int8: quantization is for --format litert only; received --format onnx")
     assert not (tmp_path / "model.onnx").exists()
 
 
@@ -137,7 +138,7 @@ def test_unknown_export_format_in_the_spec_is_a_config_error(tmp_path):
         load_config(path)
     line = path.read_text().splitlines().index("- onx") + 1
     assert err.value.message.endswith(f"spec.yaml:{line}: export[0]: must be one of keras, saved_model, onnx, "
-                                      "tflite; received 'onx'; did you mean 'onnx'?")
+                                      "litert, tflite; received 'onx'; did you mean 'onnx'?")
 
 
 def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_path):

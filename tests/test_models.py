@@ -80,7 +80,7 @@ def test_unet_depth_must_divide_the_input():
                             "received 8x8. Lower model.depth or add a `resize` step to data.preprocess")
 
 
-def test_keras_app_names_freeze_and_offline_imagenet_error(tmp_path, monkeypatch):
+def test_keras_app_freeze_and_offline_imagenet_error(tmp_path, monkeypatch):
     import urllib.error
 
     import keras
@@ -89,9 +89,6 @@ def test_keras_app_names_freeze_and_offline_imagenet_error(tmp_path, monkeypatch
 
     from runner.kernel.errors import ConfigError, DataError
 
-    with pytest.raises(ConfigError) as e:
-        _build({"arch": "keras_app", "name": "Resnet50"}, (32, 32, 3), 10)
-    assert str(e.value) == "model.name: unknown keras.applications model 'Resnet50'; did you mean 'ResNet50'?"
     frozen = _build({"arch": "keras_app", "name": "MobileNetV2", "freeze": True}, (32, 32, 3), 10)
     assert _trainable(frozen) == 1280 * 10 + 10  # the head only
     # freeze: 4 leaves the base's last 4 layers trainable: Conv_1 (320 x 1280), Conv_1_bn, out_relu, the pooling

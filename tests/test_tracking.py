@@ -104,15 +104,18 @@ def test_ls_shows_completed_failed_and_running_runs(runs, tmp_path):
     # the status file still says running; the dead pid in its lock file says otherwise
     after_kill = json.loads(run_cli("ls", "--json", root, check_code=0).stdout)
     assert [r["state"] for r in after_kill] == ["interrupted", "failed", "completed"]
-    assert table[0].split() == ["run", "name", "state", "epochs", "best", "test", "wall"]
+    assert table[0].split() == ["run", "name", "state", "epochs", "best", "test", "train_s", "wall_s"]
     assert [line.split()[:3] for line in table[1:]] == [
         [f"digits-test/{RUNNING}", "digits-test", "running"], [f"digits-test/{FAILED}", "digits-test", "failed"],
         [f"digits-test/{COMPLETED}", "digits-test", "completed"]]
     metrics = completed.metrics
     assert table[3].split()[3:] == ["2", f"val_accuracy={metrics['best']['value']:.4g}",
                                     f"accuracy={metrics['test']['accuracy']:.4g}",
-                                    f"loss={metrics['test']['loss']:.4g}", f"{metrics['wall_s']:.1f}s"]
-    assert [set(r) for r in listed] == [{"run_dir", "name", "state", "epochs", "best", "test", "wall_s"}] * 3
+                                    f"loss={metrics['test']['loss']:.4g}",
+                                    "-" if metrics.get("train_s") is None else f"{metrics['train_s']:.1f}",
+                                    f"{metrics['wall_s']:.1f}"]
+    assert [set(r) for r in listed] == [{"run_dir", "name", "state", "epochs", "best", "test", "train_s",
+                                         "wall_s"}] * 3
     assert [(r["run_dir"], r["state"]) for r in listed] == [
         (str(root / "digits-test" / RUNNING), "running"), (str(root / "digits-test" / FAILED), "failed"),
         (str(root / "digits-test" / COMPLETED), "completed")]
@@ -143,6 +146,7 @@ def test_compare_shows_config_differences_and_metrics(runs):
     a, b = root / "digits-test" / COMPLETED, root / "digits-test" / FAILED
     out = run_cli("compare", a, b, check_code=0).stdout.splitlines()
     assert out[0] == "config differences:"
+    assert out[1].split() == [f"digits-test/{COMPLETED[:15]}", f"digits-test/{FAILED[:15]}"]
     assert out[2].split() == ["train.lr.base", "0.003", "1000000000000.0"]
     assert out[3] == ""  # the learning rate is the only difference
     rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:] for line in out[5:] if len(line.split()) > 3}

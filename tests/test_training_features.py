@@ -99,17 +99,6 @@ def test_reduce_on_plateau_halves_the_rate_after_each_flat_epoch(tmp_path):
     np.testing.assert_allclose([float(r["learning_rate"]) for r in rows], [0.004, 0.004, 0.002, 0.001], rtol=1e-6)
 
 
-def test_reduce_on_plateau_with_a_schedule_is_a_config_error(tmp_path):
-    from runner.kernel.errors import ConfigError
-
-    with pytest.raises(ConfigError) as e:
-        _run(tmp_path, train={"epochs": 1, "lr": {"schedule": "cosine", "base": 0.01}},
-             callbacks={"reduce_on_plateau": {}})
-    assert str(e.value) == ("callbacks.reduce_on_plateau: needs train.lr.schedule: constant without warm-up (a "
-                            "schedule already sets the rate at every step); set train.lr to a number or remove "
-                            "callbacks.reduce_on_plateau")
-
-
 def _breast_cancer(tmp_path):
     from runner.data.build import build_data
 

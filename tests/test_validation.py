@@ -213,8 +213,8 @@ def test_label_smoothing_needs_a_classification_loss(tmp_path, capsys):
     spec = write_spec(tmp_path, BASE)
     override = "train.loss={name: mse, label_smoothing: 0.1}"
     assert _validate(capsys, spec, "--set", override) == (2, [
-        f"--set {override}: train.loss.label_smoothing: 'mse' takes no label_smoothing; it applies to focal, "
-        "binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, auto only"])
+        f"--set {override}: train.loss.label_smoothing: 'mse' takes no label_smoothing; it applies to auto, "
+        "sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, focal only"])
 
 
 def test_mixup_needs_classification(tmp_path, capsys):

@@ -11,11 +11,16 @@ from importlib import metadata
 from pathlib import Path
 
 from runner.kernel import run_dir as rd
+from runner.kernel.registry import Registry, unknown_name_message
 
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
 CHECK_EXAMPLES = 512  # held-out examples each export is compared on
 TOLERANCE = 1e-4  # max |output difference| accepted for float exports
-RUNTIMES = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+QUANTIZE = ("int8", "float16")
+
+# name -> writer, with the facts: the runtime that reads the file back (a pip distribution), the reader, the
+# other names it answers to, whether it quantizes, and the one-line description
+EXPORT_FORMATS = Registry("export format")
 
 
 def artifact_name(fmt: str, quantize: str | None = None) -> str:
@@ -43,7 +48,7 @@ def _write_onnx(source, model, path, quantize, calibration):
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
 
 
-def _write_tflite(source, model, path, quantize, calibration, full_integer: bool = True):
+def _write_litert(source, model, path, quantize, calibration, full_integer: bool = True):
     import tensorflow as tf
 
     options = {}
@@ -62,25 +67,27 @@ def _write_tflite(source, model, path, quantize, calibration, full_integer: bool
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="litert", verbose=False, **options))
 
 
-WRITERS = {"keras": _write_keras, "saved_model": _write_saved_model, "onnx": _write_onnx, "tflite": _write_tflite}
-
-
-def run_exported(fmt: str, path: Path, x):
-    """Outputs of the exported file on inputs `x`, computed by the runtime that serves that format."""
+def _read_keras(path, x):
     import numpy as np
 
-    if fmt == "keras":
-        return np.asarray(_load_keras(path).predict(as_model_input(x), verbose=0))
-    if fmt == "saved_model":
-        import tensorflow as tf
+    return np.asarray(_load_keras(path).predict(as_model_input(x), verbose=0))
 
-        loaded = tf.saved_model.load(str(path))  # held: the concrete function only references its variables
-        return loaded.serve(as_model_input(x)).numpy()
-    if fmt == "onnx":
-        import onnxruntime as ort
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: x})[0]
+def _read_saved_model(path, x):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))  # held: the concrete function only references its variables
+    return loaded.serve(as_model_input(x)).numpy()
+
+
+def _read_onnx(path, x):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _read_litert(path, x):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
@@ -92,12 +99,43 @@ def run_exported(fmt: str, path: Path, x):
     return interpreter.get_tensor(out["index"]).copy()
 
 
+EXPORT_FORMATS.register("keras", runtime="keras", read=_read_keras, aliases=(), quantizes=False,
+                        description="the compiled model.keras, loadable without dlrun")(_write_keras)
+EXPORT_FORMATS.register("saved_model", runtime="tensorflow", read=_read_saved_model, aliases=(), quantizes=False,
+                        description="a TensorFlow SavedModel with a `serve` signature (TF Serving)")(_write_saved_model)
+EXPORT_FORMATS.register("onnx", runtime="onnxruntime", read=_read_onnx, aliases=(), quantizes=False,
+                        description="ONNX, read back by ONNX Runtime")(_write_onnx)
+EXPORT_FORMATS.register("litert", runtime="ai-edge-litert", read=_read_litert, aliases=("tflite",), quantizes=True,
+                        description="LiteRT (formerly TensorFlow Lite) flatbuffer, optionally quantized; "
+                                    "alias tflite")(_write_litert)
+ALIASES = {alias: e.name for e in EXPORT_FORMATS.entries() for alias in e.aliases}
+
+
+def format_choices() -> list[str]:
+    """Every name a user may write: the formats, then their aliases."""
+    return [*EXPORT_FORMATS.names(), *ALIASES]
+
+
+def format_name(name: str) -> str:
+    """The format a name or alias stands for (`tflite` -> `litert`); KeyError naming the choices otherwise."""
+    name = ALIASES.get(name, name)
+    if name not in EXPORT_FORMATS:
+        raise KeyError(unknown_name_message("export format", name, format_choices()))
+    return name
+
+
+def run_exported(fmt: str, path: Path, x):
+    """Outputs of the exported file on inputs `x`, computed by the runtime that serves that format."""
+    return EXPORT_FORMATS.get(fmt).read(path, x)
+
+
 def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dict:
     """How far the runtime's outputs are from Keras's, and for classification both accuracies."""
     import numpy as np
 
     got = run_exported(fmt, path, x)
-    check = {"runtime": f"{RUNTIMES[fmt]} {metadata.version(RUNTIMES[fmt])}", "split": split, "examples": len(x),
+    runtime = EXPORT_FORMATS.get(fmt).runtime
+    check = {"runtime": f"{runtime} {metadata.version(runtime)}", "split": split, "examples": len(x),
              "max_abs_diff": float(np.max(np.abs(got.astype("float64") - expected))),
              "tolerance": None if quantize else TOLERANCE}
     if mode in ("sparse", "one_hot", "binary"):
@@ -138,8 +176,8 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
     entry = {"format": fmt, "quantize": quantize, "path": str(path)}
     stage = "export"
     try:
-        WRITERS[fmt](source, model, path, quantize, calibration)
-        stage = f"{RUNTIMES[fmt]} reading the exported file"
+        EXPORT_FORMATS.get(fmt).builder(source, model, path, quantize, calibration)
+        stage = f"{EXPORT_FORMATS.get(fmt).runtime} reading the exported file"
         check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
         entry.update(check)
         if quantize == "int8":
@@ -147,7 +185,7 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
             if not check["ok"]:
                 # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
                 # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
-                _write_tflite(source, model, path, quantize, calibration, full_integer=False)
+                _write_litert(source, model, path, quantize, calibration, full_integer=False)
                 entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
                              scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
                 entry.pop("calibration")

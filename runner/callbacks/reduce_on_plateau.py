@@ -1,4 +1,5 @@
-"""reduce_on_plateau: Keras's ReduceLROnPlateau with dlrun's default monitor; needs a constant learning rate."""
+"""reduce_on_plateau: Keras's ReduceLROnPlateau with dlrun's default monitor; needs a constant learning rate
+(spec/checks.py refuses it beside a schedule)."""
 
 from __future__ import annotations
 
@@ -25,18 +26,7 @@ class ReduceOnPlateau(Strict):
 def build(cfg: ReduceOnPlateau, ctx):
     import keras
 
-    from runner.kernel.errors import ConfigError
-
-    class ReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-        def on_train_begin(self, logs=None):
-            # Keras can only lower a learning rate that is a plain value, not one a schedule computes
-            if isinstance(self.model.optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-                raise ConfigError("callbacks.reduce_on_plateau: needs train.lr.schedule: constant without "
-                                  "warm-up (a schedule already sets the rate at every step); set "
-                                  "train.lr to a number or remove callbacks.reduce_on_plateau")
-            super().on_train_begin(logs)
-
     monitor = cfg.monitor or ctx.monitor
     mode = monitor_mode(monitor) if cfg.mode == "auto" else cfg.mode
-    return [ReduceLROnPlateau(monitor=monitor, factor=cfg.factor, patience=cfg.patience, mode=mode,
+    return [keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=cfg.factor, patience=cfg.patience, mode=mode,
                               min_delta=cfg.min_delta, cooldown=cfg.cooldown, min_lr=cfg.min_lr, verbose=0)]

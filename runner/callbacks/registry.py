@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.kernel.registry import Registry
+from runner.training.metrics import METRICS
 
 CALLBACKS = Registry("callback")
-MAXIMIZED = ("accuracy", "top5_accuracy", "precision", "recall", "f1", "auc")
 
 
 @dataclass
@@ -23,5 +23,6 @@ class CallbackContext:
 
 
 def monitor_mode(monitor: str) -> str:
-    name = monitor[4:] if monitor.startswith("val_") else monitor
-    return "max" if name in MAXIMIZED else "min"
+    """'max' for a metric whose direction is up (accuracy, auc, ...), else 'min' (the loss, errors)."""
+    name = monitor.removeprefix("val_")
+    return "max" if name in METRICS and METRICS.get(name).direction == "max" else "min"

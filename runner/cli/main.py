@@ -167,9 +167,9 @@ def cmd_ls(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from runner.tools.runs import compare
+    from runner.tools.runs import compare, compare_json
 
-    print(compare(args.run_dirs))
+    print(compare_json(args.run_dirs) if args.json else compare(args.run_dirs))
     return 0
 
 
@@ -212,6 +212,8 @@ def _add_run_dir(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runner.artifacts.export_formats import EXPORT_FORMATS, QUANTIZE, format_choices
+
     parser = argparse.ArgumentParser(
         prog="dlrun", description="Configuration-driven deep-learning experiments for Keras 3 on TensorFlow.",
         epilog="`dlrun SPEC.yaml` is short for `dlrun train SPEC.yaml`. Add --debug to any verb for tracebacks.")
@@ -265,19 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run's model for serving, checked by the runtime that reads it")
     _add_run_dir(p)
-    p.add_argument("--format", required=True, choices=("keras", "saved_model", "onnx", "tflite"))
-    p.add_argument("--quantize", choices=("int8", "float16"),
-                   help="tflite only: int8 (full-integer, calibrated on training examples) or float16 weights")
+    p.add_argument("--format", required=True, choices=format_choices(),
+                   help="; ".join(f"{e.name}: {e.description}" for e in EXPORT_FORMATS.entries()))
+    p.add_argument("--quantize", choices=QUANTIZE,
+                   help=f"{' or '.join(EXPORT_FORMATS.where(quantizes=True))} only: int8 (full-integer, calibrated "
+                        "on training examples) or float16 weights")
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("ls", help="list runs, newest first: state, epochs, best value, test metrics, wall time")
+    p = sub.add_parser("ls", help="list runs, newest first: state, epochs, best value, test metrics, train_s (the "
+                                  "fit, first to last epoch) and wall_s (the whole process)")
     p.add_argument("runs_dir", nargs="?", default="runs", metavar="RUNS_DIR", help="default: runs")
     p.add_argument("--json", action="store_true", help="print only a JSON list of runs")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("compare", help="config differences and metrics of runs, side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, every value whole")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("sweep", help="hyper-parameter search of the spec's sweep: block (Optuna); rerun to resume")

@@ -15,7 +15,6 @@ BATCH_AUGMENTATIONS = Registry("batch augmentation")
 
 Factor = Union[UnitFloat, list[float]]
 FillMode = Literal["reflect", "wrap", "constant", "nearest"]
-RGB_ONLY = {"random_saturation", "random_hue", "color_jitter", "random_grayscale", "rand_augment"}
 
 
 class Flip(Strict):
@@ -77,9 +76,10 @@ class CutMixParams(Strict):
     alpha: PositiveFloat = Field(1.0, description="Beta(alpha, alpha) distribution of the kept area")
 
 
-def _register(registry, name, params):
+def _register(registry, name, params, rgb_only: bool = False):
+    """Register a step with the fact `rgb_only`: it works on 3-channel images only (colour operations)."""
     def decorator(builder):
-        registry.register(name, config=step_model(name, params))(builder)
+        registry.register(name, config=step_model(name, params), rgb_only=rgb_only)(builder)
         return builder
 
     return decorator
@@ -131,17 +131,17 @@ def _brightness(p, info):
     return [_keras().RandomBrightness(p.factor, value_range=_range(info))]
 
 
-@_register(AUGMENTATIONS, "random_saturation", Amount)
+@_register(AUGMENTATIONS, "random_saturation", Amount, rgb_only=True)
 def _saturation(p, info):
     return [_keras().RandomSaturation(p.factor, value_range=_range(info))]
 
 
-@_register(AUGMENTATIONS, "random_hue", Amount)
+@_register(AUGMENTATIONS, "random_hue", Amount, rgb_only=True)
 def _hue(p, info):
     return [_keras().RandomHue(p.factor, value_range=_range(info))]
 
 
-@_register(AUGMENTATIONS, "color_jitter", ColorJitter)
+@_register(AUGMENTATIONS, "color_jitter", ColorJitter, rgb_only=True)
 def _jitter(p, info):
     return [_keras().RandomColorJitter(value_range=_range(info), brightness_factor=p.brightness,
                                        contrast_factor=p.contrast, saturation_factor=p.saturation,
@@ -154,12 +154,12 @@ def _erasing(p, info):
                                    value_range=_range(info))]
 
 
-@_register(AUGMENTATIONS, "random_grayscale", Grayscale)
+@_register(AUGMENTATIONS, "random_grayscale", Grayscale, rgb_only=True)
 def _grayscale(p, info):
     return [_keras().RandomGrayscale(factor=p.factor)]
 
 
-@_register(AUGMENTATIONS, "rand_augment", RandAugmentParams)
+@_register(AUGMENTATIONS, "rand_augment", RandAugmentParams, rgb_only=True)
 def _rand_augment(p, info):
     return [_keras().RandAugment(value_range=_range(info), num_ops=p.num_ops, factor=p.factor)]
 
@@ -197,7 +197,7 @@ def build_layers(registry, steps, info) -> list:
     for i, step in enumerate(steps):
         name = next(iter(type(step).model_fields))
         channels = info.input_shape[-1] if len(info.input_shape) == 3 else None
-        if name in RGB_ONLY and channels != 3:
+        if registry.get(name).rgb_only and channels != 3:
             raise ConfigError(f"data.augment[{i}].{name}: needs RGB images (3 channels); "
                               f"the data has input shape {list(info.input_shape)}")
         layers += registry.get(name).builder(getattr(step, name), info)

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from runner.language.fields import NonNegInt, PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, dense_block, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, dense_block, head, register_arch
 
 
-class CNN(ArchCommon):
+class CNN(ArchCommon, Activated, BatchNormed):
     arch: Literal["cnn"]
     filters: list[PositiveInt] = Field([32, 64], description="filters of each conv block")
     convs_per_block: PositiveInt = Field(1, description="conv layers per block")
@@ -21,7 +21,7 @@ class CNN(ArchCommon):
     conv_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each conv block")
 
 
-@ARCHS.register("cnn", config=CNN)
+@register_arch("cnn", CNN)
 def build_cnn(cfg: CNN, x, out_units: int):
     import keras
 

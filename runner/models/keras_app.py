@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from runner.kernel.registry import unknown_name_message
 from runner.language.fields import NonNegInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import ArchCommon, head, register_arch
+
+# The model constructors of keras.applications in the pinned Keras (3.15.1), written out so that `dlrun validate`
+# checks a name without importing Keras; a test compares it with the installed keras.applications.
+APPLICATIONS = (
+    "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge", "DenseNet121",
+    "DenseNet169", "DenseNet201", "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3",
+    "EfficientNetB4", "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetV2B0",
+    "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2L", "EfficientNetV2M",
+    "EfficientNetV2S", "InceptionResNetV2", "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Large",
+    "MobileNetV3Small", "NASNetLarge", "NASNetMobile", "ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2",
+    "ResNet50", "ResNet50V2", "VGG16", "VGG19", "Xception")
 
 
 class KerasApp(ArchCommon):
@@ -21,18 +34,13 @@ class KerasApp(ArchCommon):
     options: dict[str, Union[float, int, bool, str]] = Field(
         {}, description="more constructor arguments of that model, e.g. {alpha: 0.35} for MobileNetV2")
 
-
-def application(name: str):
-    """The keras.applications constructor called `name`, or a ConfigError naming the closest ones."""
-    import keras
-
-    from runner.kernel.errors import ConfigError
-    from runner.kernel.registry import unknown_name_message
-
-    names = sorted(n for n in dir(keras.applications) if n[:1].isupper())
-    if name not in names:
-        raise ConfigError(f"model.name: {unknown_name_message('keras.applications model', name, names)}")
-    return getattr(keras.applications, name)
+    @field_validator("name")
+    @classmethod
+    def _application(cls, name):
+        if name not in APPLICATIONS:
+            raise PydanticCustomError("unknown_application", "{message}", {
+                "message": unknown_name_message("keras.applications model", name, APPLICATIONS)})
+        return name
 
 
 def _load_base(cfg: KerasApp, shape):
@@ -42,7 +50,9 @@ def _load_base(cfg: KerasApp, shape):
 
     from runner.kernel.errors import ConfigError, DataError
 
-    build = application(cfg.name)
+    import keras
+
+    build = getattr(keras.applications, cfg.name)
     previous = socket.getdefaulttimeout()
     # keras.utils.get_file downloads without a timeout; offline must fail fast, never hang
     socket.setdefaulttimeout(10)
@@ -64,7 +74,7 @@ def _load_base(cfg: KerasApp, shape):
         socket.setdefaulttimeout(previous)
 
 
-@ARCHS.register("keras_app", config=KerasApp)
+@register_arch("keras_app", KerasApp)
 def build_keras_app(cfg: KerasApp, x, out_units: int):
     import keras
 

@@ -7,15 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from runner.language.fields import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, dense_block, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, dense_block, head, register_arch
 
 
-class MLP(ArchCommon):
+class MLP(ArchCommon, Activated, BatchNormed):
     arch: Literal["mlp"]
     units: list[PositiveInt] = Field([128, 64], description="width of each hidden layer")
 
 
-@ARCHS.register("mlp", config=MLP)
+@register_arch("mlp", MLP)
 def build_mlp(cfg: MLP, x, out_units: int):
     import keras
 

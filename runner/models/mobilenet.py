@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from runner.language.fields import PositiveFloat, PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, head, register_arch
 
 
-class MobileNet(ArchCommon):
+class MobileNet(ArchCommon, Activated, BatchNormed):
     arch: Literal["mobilenet"]
     stem_filters: PositiveInt = Field(32, description="filters of the first full 3x3 conv")
     stem_stride: Literal[1, 2] = Field(1, description="2 for ImageNet-sized inputs, 1 for CIFAR-sized")
@@ -36,7 +36,7 @@ def _bn_act(cfg: MobileNet, x):
     return keras.layers.Activation(cfg.activation)(x)
 
 
-@ARCHS.register("mobilenet", config=MobileNet)
+@register_arch("mobilenet", MobileNet)
 def build_mobilenet(cfg: MobileNet, x, out_units: int):
     import keras
 

@@ -17,12 +17,16 @@ class Regularizer(Strict):
     l2: NonNegFloat = Field(0.0, description="L2 penalty")
 
 
+# the options several archs share; which of them an arch takes is its entry's fact `options`
+OPTIONS = ("activation", "kernel_initializer", "kernel_regularizer", "dropout", "batchnorm")
+
+
 class ArchCommon(Strict):
-    activation: str = Field("relu", description="any keras.activations name (relu, gelu, swish, ...)")
+    """The options every registered arch takes."""
+
     kernel_initializer: str = Field("glorot_uniform", description="any keras.initializers name (he_normal, ...)")
     kernel_regularizer: Optional[Regularizer] = Field(None, description="L1/L2 weight penalties")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate before each dense layer")
-    batchnorm: bool = Field(False, description="batch normalization after each conv/dense layer")
     output_activation: Literal["auto", "linear", "softmax", "sigmoid"] = Field(
         "auto", description="auto: logits (the loss gets from_logits=true)")
 
@@ -35,7 +39,24 @@ class ArchCommon(Strict):
         return {"kernel_initializer": self.kernel_initializer, "kernel_regularizer": reg}
 
 
-def dense_block(x, cfg: ArchCommon, units: int):
+class Activated(Strict):
+    """`activation`, for archs whose hidden layers take one by name (a pretrained keras_app base has its own)."""
+
+    activation: str = Field("relu", description="any keras.activations name (relu, gelu, swish, ...)")
+
+
+class BatchNormed(Strict):
+    """`batchnorm`, for archs of conv/dense blocks (transformers and RNNs normalize their own way, or not)."""
+
+    batchnorm: bool = Field(False, description="batch normalization after each conv/dense layer")
+
+
+def register_arch(name: str, config):
+    """ARCHS.register with the fact `options`: the shared OPTIONS the arch's config (and so its builder) takes."""
+    return ARCHS.register(name, config=config, options=tuple(o for o in OPTIONS if o in config.model_fields))
+
+
+def dense_block(x, cfg, units: int):
     """Dense -> optional batch norm -> activation -> optional dropout, with the arch's common options."""
     import keras
 

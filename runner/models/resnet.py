@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from runner.language.fields import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, head, register_arch
 
 
-class ResNet(ArchCommon):
+class ResNet(ArchCommon, Activated, BatchNormed):
     arch: Literal["resnet"]
     depth: PositiveInt = Field(20, description="6n+2: 20, 32, 44, 56, 110, ... (3 stages of n basic blocks)")
     shortcut: Literal["A", "B"] = Field(
@@ -77,7 +77,7 @@ def _block(cfg: ResNet, x, filters: int, stride: int):
     return keras.layers.Add()([y, short])
 
 
-@ARCHS.register("resnet", config=ResNet)
+@register_arch("resnet", ResNet)
 def build_resnet(cfg: ResNet, x, out_units: int):
     import keras
 

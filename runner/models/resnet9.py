@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from runner.language.fields import PositiveFloat, PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, head, register_arch
 
 
-class ResNet9(ArchCommon):
+class ResNet9(ArchCommon, Activated, BatchNormed):
     arch: Literal["resnet9"]
     filters: list[PositiveInt] = Field([64, 128, 256, 512], description="prep conv, then the three stages")
     head_scale: PositiveFloat = Field(0.125, description="multiplies the pooled features before the classifier")
@@ -42,7 +42,7 @@ def _pool(x):
     return keras.layers.MaxPooling2D()(x) if x.shape[1] > 1 and x.shape[2] > 1 else x
 
 
-@ARCHS.register("resnet9", config=ResNet9)
+@register_arch("resnet9", ResNet9)
 def build_resnet9(cfg: ResNet9, x, out_units: int):
     import keras
 

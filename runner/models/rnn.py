@@ -7,10 +7,10 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from runner.language.fields import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import Activated, ArchCommon, head, register_arch
 
 
-class RecurrentCommon(ArchCommon):
+class RecurrentCommon(ArchCommon, Activated):
     vocab_size: Optional[PositiveInt] = Field(
         20000, description="token ids are 0..vocab_size-1 (0 = padding, masked); null: inputs are "
                            "feature sequences [time, features] fed without an embedding")
@@ -41,9 +41,9 @@ def embed_tokens(cfg, x):
     return keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, mask_zero=True)(x)
 
 
-@ARCHS.register("lstm", config=LSTM)
-@ARCHS.register("gru", config=GRU)
-@ARCHS.register("bilstm", config=BiLSTM)
+@register_arch("lstm", LSTM)
+@register_arch("gru", GRU)
+@register_arch("bilstm", BiLSTM)
 def build_recurrent(cfg: RecurrentCommon, x, out_units: int):
     import keras
 

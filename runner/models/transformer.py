@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, ValidationInfo, field_validator
 
 from runner.language.fields import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import ArchCommon, head, register_arch
 from runner.models.rnn import embed_tokens
 
 
@@ -81,7 +81,7 @@ def _encoder_block(cfg: Transformer, x):
     return L.Add()([x, y])
 
 
-@ARCHS.register("transformer", config=Transformer)
+@register_arch("transformer", Transformer)
 def build_transformer(cfg: Transformer, x, out_units: int):
     import keras
 

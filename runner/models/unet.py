@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from runner.language.fields import PositiveInt
-from runner.models.registry import ARCHS, ArchCommon, head
+from runner.models.registry import Activated, ArchCommon, BatchNormed, head, register_arch
 
 
-class UNet(ArchCommon):
+class UNet(ArchCommon, Activated, BatchNormed):
     arch: Literal["unet"]
     depth: PositiveInt = Field(4, description="down-sampling steps; input height and width must divide by 2**depth")
     base_filters: PositiveInt = Field(64, description="filters at the top level; doubled at each step down")
@@ -33,7 +33,7 @@ def _convs(cfg: UNet, x, filters: int):
     return x
 
 
-@ARCHS.register("unet", config=UNet)
+@register_arch("unet", UNet)
 def build_unet(cfg: UNet, x, out_units: int):
     import keras
 

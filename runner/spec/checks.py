@@ -6,8 +6,8 @@ import os
 
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
-from runner.training.losses import CLASSIFICATION_LOSSES
-from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
+from runner.training.losses import LOSSES
+from runner.training.metrics import METRICS, default_metrics, metric_names
 
 
 def task_hint(data) -> str | None:
@@ -46,7 +46,7 @@ def cross_checks(cfg):
     if problem := _run_parent(cfg):
         yield problem
     task = task_hint(data)
-    has_validation = data.splits.validation is not None
+    has_validation = data.splits.validation is not None or data.kfold is not None  # each fold validates
     metrics = train.metrics or []
     known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
     for path, monitor in _monitors(cfg):
@@ -57,36 +57,54 @@ def cross_checks(cfg):
             logged = sorted({m for k in known for m in (k, "val_" + k)})
             yield path, f"{monitor!r} is not logged; choose one of {', '.join(logged)}{did_you_mean(monitor, logged)}"
 
+    lr = train.lr
+    if getattr(cfg.callbacks, "reduce_on_plateau", None) is not None and (
+            lr.schedule != "constant" or lr.warmup_epochs or lr.warmup_steps):
+        warmup = f"warmup_steps {lr.warmup_steps}" if lr.warmup_steps is not None else f"warmup_epochs {lr.warmup_epochs}"
+        yield ("callbacks", "reduce_on_plateau"), (
+            "needs train.lr.schedule: constant without warm-up (a schedule already sets the rate at every step); "
+            f"received schedule {lr.schedule}, {warmup}; set train.lr to a number or remove "
+            "callbacks.reduce_on_plateau")
+    if train.class_weight is not None and task not in (None, "classification"):
+        yield ("train", "class_weight"), (f"only classification takes class weights; this data is a {task} task. "
+                                          "Remove train.class_weight")
+
     warm = train.lr.warmup_epochs
     if train.lr.warmup_steps is None and warm >= train.epochs:
         yield ("train", "lr", "warmup_epochs"), (f"warm-up must be shorter than training ({train.epochs} epochs); "
                                                  f"received {warm}")
     smoothing = getattr(train.loss, "label_smoothing", 0.0)
+    serves = LOSSES.get(train.loss.name).tasks
+    if task in ("regression", "classification") and task not in serves:
+        yield ("train", "loss", "name"), f"'{train.loss.name}' is a {serves[0]} loss; this data is {task}"
     if task == "regression":
-        if train.loss.name in CLASSIFICATION_LOSSES - {"auto"}:
-            yield ("train", "loss", "name"), f"'{train.loss.name}' is a classification loss; this data is regression"
         if smoothing:
             yield ("train", "loss", "label_smoothing"), "label smoothing needs a classification task; this data is regression"
+        regression = metric_names("regression")
         for i, m in enumerate(metrics):
-            if m in CLASSIFICATION_METRICS:
-                yield ("train", "metrics", i), f"'{m}' is a classification metric; use mae, mse or rmse"
+            if METRICS.get(m).task == "classification":
+                yield ("train", "metrics", i), (f"'{m}' is a classification metric; use "
+                                                f"{', '.join(regression[:-1])} or {regression[-1]}")
         if data.batch_augment:
             yield ("data", "batch_augment"), "mixup and cutmix mix class labels; this data is regression"
     if task == "classification":
         for i, m in enumerate(metrics):
-            if m in REGRESSION_METRICS:
+            if METRICS.get(m).task == "regression":
                 yield ("train", "metrics", i), f"'{m}' is a regression metric; use accuracy, f1, auc, ..."
-        if train.loss.name in ("mse", "mae", "huber"):
-            yield ("train", "loss", "name"), f"'{train.loss.name}' is a regression loss; this data is classification"
-    if data.batch_augment and task != "regression" and train.loss.name in ("mse", "mae", "huber"):
+    if data.batch_augment and task != "regression" and "classification" not in serves:
         yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
                                           "regression loss")
-    if data.batch_augment and train.loss.name == "binary_crossentropy":
+    if data.batch_augment and LOSSES.get(train.loss.name).labels == "binary":
         yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":
         replicas = len(cfg.distribute.devices)
+    spe = train.steps_per_execution
+    if replicas and replicas > 1 and spe != "auto" and spe > 1:
+        yield ("train", "steps_per_execution"), (
+            f"Keras 3.15 fails with more than one step per execution under {replicas} replicas (\"You must feed a "
+            f"value for placeholder tensor\"); received {spe}; use 1 or auto")
     if replicas and data.batch_size % replicas:
         yield ("data", "batch_size"), (f"the global batch must divide evenly over {replicas} replicas; "
                                        f"received {data.batch_size} (try {data.batch_size - data.batch_size % replicas or replicas})")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from runner.artifacts.export_formats import EXPORT_FORMATS, format_choices, format_name
 from runner.callbacks.registry import CALLBACKS
 from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, tagged_union
 from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
@@ -15,30 +16,35 @@ from runner.data.sources import SOURCES
 from runner.models import ARCHS
 from runner.kernel.registry import unknown_name_message
 from runner.training.losses import LOSSES
-from runner.training.metrics import METRICS
+from runner.training.metrics import METRICS, default_metrics
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
-from runner.spec.sweep import Sweep, check_sweep
+from runner.spec.sweep import Sweep
 
 Data = tagged_union(SOURCES, "source", "data source")
 Model = tagged_union(ARCHS, "arch", "arch")
 Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer", bare_name=True)
 Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "number", "exclusiveMinimum": 0})
 Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
+# a format's aliases are accepted and stand for its name (`tflite` is `litert`)
+ExportFormat = Annotated[Literal[tuple(format_choices())], AfterValidator(format_name)]  # noqa: UP007
 
 
 class Train(Strict):
     epochs: PositiveInt = Field(10, description="training epochs")
     optimizer: Optimizer = Field(default_factory=lambda: {"name": "adam"},
-                                 description="{name: sgd|adam|adamw|rmsprop|..., Keras arguments}")
+                                 description=f"{{name: {'|'.join(OPTIMIZERS.names())}, Keras arguments}}")
     lr: Schedule = Field(default_factory=lambda: {"schedule": "constant", "base": 1e-3},
-                         description="{schedule: constant|cosine|exponential|step, base: ..., warmup_epochs: ...}")
+                         description=f"{{schedule: {'|'.join(SCHEDULES.names())}, base: ..., warmup_epochs: ...}}, "
+                                     "or a number (constant)")
     loss: Loss = Field(default_factory=lambda: {"name": "auto"},
-                       description="{name: auto|sparse_categorical_crossentropy|..., label_smoothing: ...}")
+                       description=f"{{name: {'|'.join(LOSSES.names())}, label_smoothing: ...}}; auto: "
+                                   "sparse_categorical_crossentropy (classification) or mse (regression)")
     metrics: Optional[list[str]] = Field(
-        None, description="accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, rmse; "
-                          "default accuracy (classification) or mae (regression)")
+        None, description=f"{', '.join(METRICS.names())}; default "
+                          f"{' and '.join(default_metrics('classification'))} (classification) or "
+                          f"{' and '.join(default_metrics('regression'))} (regression)")
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto", description="auto: mixed precision on GPUs that gain from it, float32 on CPU")
     jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")
@@ -143,16 +149,11 @@ class Config(Strict):
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
-    export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
-        default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
-                                          "by the runtime that reads it (see `dlrun export`)")
-    # declared last: its check applies each searched value to the fields validated above it
+    export: list[ExportFormat] = Field(
+        default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked by the "
+                                          "runtime that reads it (see `dlrun export`): " + "; ".join(
+                                              f"{e.name}: {e.description}" for e in EXPORT_FORMATS.entries()))
     sweep: Optional[Sweep] = Field(None, description="hyper-parameter search for `dlrun sweep` (see docs/sweeps.md)")
-
-    @field_validator("sweep")
-    @classmethod
-    def _sweep_keys(cls, sweep, info):
-        return sweep if sweep is None else check_sweep(sweep, info.data)
 
     @model_validator(mode="before")
     @classmethod

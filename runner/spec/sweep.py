@@ -197,20 +197,18 @@ def _metric_problem(sweep: Sweep, fields: dict) -> str | None:
     return None
 
 
-def check_sweep(sweep: Sweep, fields: dict) -> Sweep:
-    """Every dotted key must exist in this spec and take its domain's values: each value is applied like
-    `--set` to the spec and validated. Raises one ValidationError naming every bad key."""
+def check_sweep(cfg, own: set) -> list:
+    """(location inside the sweep block, message, value) for each bad key or value: every dotted key must exist
+    in the spec and take its domain's values, each applied like `--set` to the spec and validated. `own` holds
+    the dotted keys of the spec's own problems: they are reported at their own lines and blame no value."""
     from runner.language.load import Loaded, apply_set
     from runner.spec.validate import validate
     from runner.kernel.errors import ConfigError
 
-    from runner.spec.schema import Config
-
-    if not set(Config.model_fields) - {"sweep"} <= set(fields):
-        return sweep  # the spec itself is invalid; those problems are reported already
-    raw = {name: to_jsonable_python(value) for name, value in fields.items()}
+    sweep = cfg.sweep
+    raw = cfg.model_dump(mode="json", exclude={"sweep"})
     problems = []
-    if problem := _metric_problem(sweep, fields):
+    if problem := _metric_problem(sweep, dict(cfg)):
         problems.append((("metric",), problem, sweep.metric))
     for key, domain in sweep.params.items():
         if not _KEY.match(key) or key.split(".")[0] in _RESERVED:
@@ -224,19 +222,19 @@ def check_sweep(sweep: Sweep, fields: dict) -> Sweep:
                 apply_set(loaded, arg)
                 validate(loaded)
             except ConfigError as e:
-                problems.append((("params", key), f"value {value!r} is rejected: {_problem(e.problems[0], arg)}",
-                                 value))
-                break
-    raise_problems(problems)
-    return sweep
+                new = [p for p in (_problem(line, arg) for line in e.problems) if p.split(": ", 1)[0] not in own]
+                if new:
+                    problems.append((("params", key), f"value {value!r} is rejected: {new[0]}", value))
+                    break
+    return problems
 
 
-def raise_problems(problems: list) -> None:
+def raise_problems(problems: list, prefix: tuple = ()) -> None:
     """One ValidationError holding a line per (location inside the sweep block, message, value received)."""
     if problems:
         raise ValidationError.from_exception_data("Sweep", [
-            InitErrorDetails(type=PydanticCustomError("sweep_rule", "{message}", {"message": message}), loc=loc,
-                             input=value) for loc, message, value in problems])
+            InitErrorDetails(type=PydanticCustomError("sweep_rule", "{message}", {"message": message}),
+                             loc=prefix + loc, input=value) for loc, message, value in problems])
 
 
 def trial_params(sweep: Sweep, params: dict) -> dict:

@@ -122,10 +122,11 @@ def _rule(err, root, raw) -> tuple[tuple, str]:
     value = err.get("input")
     if kind == "extra_forbidden":
         fields = _fields_at(root, loc[:-1])
-        hint = did_you_mean(loc[-1], fields)
-        others = [] if hint else _variants_with(root, loc)
+        # a key other variants take is named as theirs before any look-alike key (keras_app's `activation`)
+        others = _variants_with(root, loc)
         if others:
             return path, f"'{loc[-2]}' takes no {dotted(loc[-1:])}; it applies to {', '.join(others)} only"
+        hint = did_you_mean(loc[-1], fields)
         return path, "unknown key" + (hint or (f"; valid keys: {', '.join(fields)}" if fields else ""))
     if kind == "missing":
         return path, "required key is missing"
@@ -204,16 +205,25 @@ def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
 
 
 def validate(loaded: Loaded):
-    """Structure, types, ranges and registry names, then the cross-field rules."""
+    """Structure, types, ranges and registry names, then the cross-field rules, then the sweep's searched values
+    (each applied to the spec, whose own problems blame no value)."""
     from runner.spec.checks import cross_checks
     from runner.spec.schema import Config
+    from runner.spec.sweep import check_sweep, raise_problems
 
     try:
         cfg = Config.model_validate(loaded.data)
     except ValidationError as e:
         raise ConfigError(format_errors(e, loaded, Config)) from None
+    own = list(cross_checks(cfg))
     problems = [line for _, line in loaded.problems]
-    problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in cross_checks(cfg)]
+    problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in own]
+    problems.sort(key=line_order)
+    if cfg.sweep is not None:  # after the spec's own problems, which blame no searched value
+        try:
+            raise_problems(check_sweep(cfg, {dotted(path) for path, _ in own}), ("sweep",))
+        except ValidationError as e:
+            problems += format_errors(e, Loaded(loaded.data, loaded.where, loaded.origin), Config)
     if problems:
-        raise ConfigError(sorted(problems, key=line_order))
+        raise ConfigError(problems)
     return cfg

@@ -36,7 +36,7 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     """Evaluate and write RUN_DIR/eval/<split>-<checkpoint>/; returns what metrics.json there holds."""
     from runner.data.pipeline import eval_dataset, label_fn
     from runner.models import outputs_logits
-    from runner.training.losses import LOSSES, label_mode
+    from runner.training.losses import build_loss, label_mode
     from runner.training.metrics import build_metric, default_metrics
 
     cfg = run.cfg
@@ -47,7 +47,7 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     from_logits = outputs_logits(model)
     names = cfg.train.metrics or default_metrics(info.task)
     # the spec's own loss and metrics, as training compiled them, so the numbers match metrics.json
-    model.compile(loss=LOSSES.get(cfg.train.loss.name).builder(cfg.train.loss, mode, from_logits),
+    model.compile(loss=build_loss(cfg.train.loss, info.task, mode, from_logits),
                   metrics=[build_metric(n, mode, from_logits, info.num_classes) for n in names])
     ds = eval_dataset(data.splits[split], cfg.data, label_fn(mode, info.num_classes))
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.artifacts.export_formats import export_model
+from runner.artifacts.export_formats import EXPORT_FORMATS, export_model, format_name
 from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError
 from runner.tools.open_run import Run
@@ -16,8 +16,10 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     from runner.data.build import build_data
     from runner.training.losses import label_mode
 
-    if quantize and set(formats) != {"tflite"}:
-        raise ConfigError(f"--quantize {quantize}: quantization is for --format tflite only; "
+    formats = [format_name(f) for f in formats]  # the CLI offers only known names and aliases
+    quantizing = EXPORT_FORMATS.where(quantizes=True)
+    if quantize and not set(formats) <= set(quantizing):
+        raise ConfigError(f"--quantize {quantize}: quantization is for --format {' or '.join(quantizing)} only; "
                           f"received --format {', '.join(formats)}")
     cfg = run.cfg
     model = run.load_model("final", unsafe)

@@ -18,6 +18,8 @@ from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError
 
 STAMP = re.compile(r"^(\d{8}-\d{6})-[0-9a-f]{6}$")
+UNSET = "<unset>"  # a config key one run has and another lacks
+CELL = 40  # compare cuts longer values to this many characters; `compare --json` prints them whole
 
 
 @dataclass
@@ -28,7 +30,8 @@ class RunInfo:
     epochs: int | None
     best: dict | None
     test: dict | None
-    wall_s: float | None
+    train_s: float | None  # the fit: first epoch's start to last epoch's end
+    wall_s: float | None  # the whole process
     started: float  # seconds since the epoch, for ordering; not part of the JSON
 
 
@@ -83,7 +86,8 @@ def read_run(path: Path) -> RunInfo:
     return RunInfo(
         run_dir=str(path), name=config.get("name"), state=state,
         epochs=metrics.get("epochs_run", status.get("epoch")), best=metrics.get("best"),
-        test=metrics.get("test"), wall_s=metrics.get("wall_s"), started=_started(path))
+        test=metrics.get("test"), train_s=metrics.get("train_s"), wall_s=metrics.get("wall_s"),
+        started=_started(path))
 
 
 def find_runs(root) -> list[RunInfo]:
@@ -105,14 +109,17 @@ def _number(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def runs_table(runs: list[RunInfo], root) -> str:
-    rows = [["run", "name", "state", "epochs", "best", "test", "wall"]]
+    rows = [["run", "name", "state", "epochs", "best", "test", "train_s", "wall_s"]]
     for r in runs:
         best = f"{r.best['monitor']}={_number(r.best['value'])}" if r.best else "-"
         test = " ".join(f"{k}={_number(v)}" for k, v in r.test.items()) if r.test else "-"
-        wall = "-" if r.wall_s is None else f"{r.wall_s:.1f}s"
         rows.append([str(Path(r.run_dir).relative_to(root)), r.name or "-", r.state,
-                     "-" if r.epochs is None else str(r.epochs), best, test, wall])
+                     "-" if r.epochs is None else str(r.epochs), best, test, _seconds(r.train_s), _seconds(r.wall_s)])
     return table(rows)
 
 
@@ -133,32 +140,69 @@ def _run_path(path) -> Path:
     return path
 
 
-def compare(paths) -> str:
-    """The config keys whose values differ between the runs, then their metrics side by side."""
+def run_labels(runs: list[RunInfo]) -> list[str]:
+    """Short column heads: name/YYYYmmdd-HHMMSS, with the directory's hex too where two runs share a second."""
+    def label(r: RunInfo, full: bool) -> str:
+        path = Path(r.run_dir)
+        match = STAMP.match(path.name)
+        tail = match.group(1) if match and not full else path.name
+        return f"{r.name or path.parent.name}/{tail}"
+
+    short = [label(r, False) for r in runs]
+    return [label(r, True) if short.count(s) > 1 else s for r, s in zip(runs, short)]
+
+
+def _comparison(paths) -> tuple[list[str], list[RunInfo], dict, dict]:
+    """(labels, runs, {config key: values that differ}, {metric row: values}), one value per run: UNSET where a
+    config lacks the key, None where a run lacks the metric."""
     paths = [_run_path(p) for p in paths]
     runs = [read_run(p) for p in paths]
     configs = [_flatten(_read_config(p / rd.CONFIG)) for p in paths]
-    header = ["", *(str(p) for p in paths)]
     keys = list(dict.fromkeys(k for c in configs for k in c))
-    differ = [k for k in keys if len({json.dumps(c.get(k, "<unset>"), default=str) for c in configs}) > 1]
-    config_rows = [[k, *(_cell(c.get(k, "<unset>")) for c in configs)] for k in differ]
+    differ = {k: [c.get(k, UNSET) for c in configs] for k in keys
+              if len({json.dumps(c.get(k, UNSET), default=str) for c in configs}) > 1}
     metrics = [_read_json(p / rd.METRICS) or {} for p in paths]
-    metric_rows = [["state", *(r.state for r in runs)], ["epochs", *("-" if r.epochs is None else str(r.epochs)
-                                                                     for r in runs)]]
-    monitors = list(dict.fromkeys(r.best["monitor"] for r in runs if r.best))
-    for monitor in monitors:
-        metric_rows.append([f"best {monitor}", *(_number(r.best["value"]) if r.best and r.best["monitor"] == monitor
-                                                 else "-" for r in runs)])
+    rows = {"state": [r.state for r in runs], "epochs": [r.epochs for r in runs]}
+    for monitor in dict.fromkeys(r.best["monitor"] for r in runs if r.best):
+        rows[f"best {monitor}"] = [r.best["value"] if r.best and r.best["monitor"] == monitor else None for r in runs]
     for split in ("train", "validation", "test"):
-        names = list(dict.fromkeys(k for m in metrics for k in (m.get(split) or {})))
-        metric_rows += [[f"{split} {n}", *(_number((m.get(split) or {}).get(n)) for m in metrics)] for n in names]
-    metric_rows.append(["examples/s", *(_number((m.get("throughput") or {}).get("examples_per_sec"))
-                                        for m in metrics)])
-    metric_rows.append(["wall", *("-" if r.wall_s is None else f"{r.wall_s:.1f}s" for r in runs)])
+        for n in dict.fromkeys(k for m in metrics for k in (m.get(split) or {})):
+            rows[f"{split} {n}"] = [(m.get(split) or {}).get(n) for m in metrics]
+    rows["examples/s"] = [(m.get("throughput") or {}).get("examples_per_sec") for m in metrics]
+    rows["train_s"] = [r.train_s for r in runs]
+    rows["wall_s"] = [r.wall_s for r in runs]
+    return run_labels(runs), runs, differ, rows
+
+
+def compare(paths) -> str:
+    """The config keys whose values differ between the runs, then their metrics side by side."""
+    labels, runs, differ, rows = _comparison(paths)
+    header = ["", *labels]
+    config_rows = [[k, *(_cell(v) for v in values)] for k, values in differ.items()]
+    metric_rows = [[name, *(_metric(name, v) for v in values)] for name, values in rows.items()]
     parts = ["config differences:", table([header, *config_rows]) if config_rows else "  (none: same config)",
-             "", "metrics:", table([header, *metric_rows])]
+             "", "metrics:", table([header, *metric_rows]), "",
+             "runs:", *(f"  {label}  {r.run_dir}" for label, r in zip(labels, runs))]
+    if any(len(_cell(v, cut=False)) > CELL for values in differ.values() for v in values):
+        parts.append(f"(values over {CELL} characters are cut: `dlrun compare --json` prints them whole)")
     return "\n".join(parts)
 
 
-def _cell(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+def compare_json(paths) -> str:
+    """The comparison with every value whole: {runs: [{label, run_dir}], config: {key: [...]}, metrics: {...}}."""
+    labels, runs, differ, rows = _comparison(paths)
+    return json.dumps({"runs": [{"label": label, "run_dir": r.run_dir} for label, r in zip(labels, runs)],
+                       "config": differ, "metrics": rows}, indent=2, default=str)
+
+
+def _metric(name: str, value) -> str:
+    if value is None:
+        return "-"
+    if name in ("train_s", "wall_s"):
+        return _seconds(value)
+    return str(value) if isinstance(value, str) or name == "epochs" else _number(value)
+
+
+def _cell(value, cut: bool = True) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:CELL - 3] + "..." if cut and len(text) > CELL else text

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
 from runner.kernel.keras_pins import require
-from runner.training.losses import LOSSES, label_mode
+from runner.training.losses import build_loss, label_mode
 from runner.training.metrics import build_metric, default_metrics
 from runner.training.optimizers import build_optimizer
 from runner.training.schedules import build_schedule
@@ -90,7 +90,7 @@ def clip_after_all_reduce(optimizer) -> None:
 def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed):
     schedule = build_schedule(cfg_train.lr, steps_per_epoch, cfg_train.epochs)
     optimizer = build_optimizer(cfg_train.optimizer, schedule)
-    loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
+    loss = build_loss(cfg_train.loss, info.task, mode, from_logits)
     names = cfg_train.metrics or default_metrics(info.task)
     metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
@@ -105,7 +105,7 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
     """Re-compile with built-in Keras objects only, so model.keras loads without dlrun installed."""
     import keras
 
-    loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
+    loss = build_loss(cfg_train.loss, info.task, mode, from_logits)
     builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
     # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16

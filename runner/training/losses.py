@@ -9,9 +9,9 @@ from pydantic import Field
 from runner.language.fields import PositiveFloat, Strict, UnitFloat
 from runner.kernel.registry import Registry
 
+# each entry: its builder (config, label mode, from_logits) -> a Keras loss, and the facts `tasks` (the tasks it
+# serves) and `labels` (the label encoding it needs: sparse follows the smoothing and batch augmentations)
 LOSSES = Registry("loss")
-CLASSIFICATION_LOSSES = {"auto", "sparse_categorical_crossentropy", "categorical_crossentropy",
-                         "binary_crossentropy", "focal"}
 
 
 class _Smoothed(Strict):
@@ -59,38 +59,78 @@ def label_mode(loss_cfg, task: str, batch_augment: bool) -> str:
     """How labels reach the loss: 'sparse' ints, 'one_hot', 'binary' (one logit) or 'regression'."""
     if task == "regression":
         return "regression"
-    if loss_cfg.name == "binary_crossentropy":
+    labels = LOSSES.get(loss_cfg.name).labels
+    if labels == "binary":
         return "binary"
-    smoothing = getattr(loss_cfg, "label_smoothing", 0.0)
-    if loss_cfg.name in ("categorical_crossentropy", "focal") or smoothing > 0 or batch_augment:
+    if labels == "one_hot" or getattr(loss_cfg, "label_smoothing", 0.0) > 0 or batch_augment:
         return "one_hot"
     return "sparse"
 
 
-@LOSSES.register("auto", config=Auto)
-@LOSSES.register("sparse_categorical_crossentropy", config=SparseCCE)
-@LOSSES.register("categorical_crossentropy", config=CCE)
-@LOSSES.register("binary_crossentropy", config=BCE)
-@LOSSES.register("focal", config=Focal)
-@LOSSES.register("mse", config=MSE)
-@LOSSES.register("mae", config=MAE)
-@LOSSES.register("huber", config=Huber)
-def build_loss(cfg, mode: str, from_logits: bool):
+def build_loss(cfg, task: str, mode: str, from_logits: bool):
+    """The Keras loss of `train.loss` for this task (a ConfigError if the loss serves another)."""
+    from runner.kernel.errors import ConfigError
+
+    entry = LOSSES.get(cfg.name)
+    if task not in entry.tasks:  # decided by `dlrun validate` already where the spec tells the task
+        raise ConfigError(f"train.loss.name: '{cfg.name}' is a {entry.tasks[0]} loss; this data is {task}")
+    return entry.builder(cfg, mode, from_logits)
+
+
+def _crossentropy(cfg, mode: str, from_logits: bool):
     import keras
 
-    smoothing = getattr(cfg, "label_smoothing", 0.0)
-    if mode == "regression":
-        if cfg.name == "huber":
-            return keras.losses.Huber(delta=cfg.delta)
-        return keras.losses.MeanAbsoluteError() if cfg.name == "mae" else keras.losses.MeanSquaredError()
-    if mode == "binary":
-        return keras.losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=smoothing)
-    if cfg.name == "focal":
-        return keras.losses.CategoricalFocalCrossentropy(
-            alpha=cfg.alpha, gamma=cfg.gamma, from_logits=from_logits, label_smoothing=smoothing)
     if mode == "one_hot":
-        return keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=smoothing)
+        return keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=cfg.label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+@LOSSES.register("auto", config=Auto, tasks=("classification", "regression"), labels="sparse")
+def _auto(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.MeanSquaredError() if mode == "regression" else _crossentropy(cfg, mode, from_logits)
+
+
+LOSSES.register("sparse_categorical_crossentropy", config=SparseCCE, tasks=("classification",),
+                labels="sparse")(_crossentropy)
+LOSSES.register("categorical_crossentropy", config=CCE, tasks=("classification",), labels="one_hot")(_crossentropy)
+
+
+@LOSSES.register("binary_crossentropy", config=BCE, tasks=("classification",), labels="binary")
+def _binary_crossentropy(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=cfg.label_smoothing)
+
+
+@LOSSES.register("focal", config=Focal, tasks=("classification",), labels="one_hot")
+def _focal(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.CategoricalFocalCrossentropy(alpha=cfg.alpha, gamma=cfg.gamma, from_logits=from_logits,
+                                                     label_smoothing=cfg.label_smoothing)
+
+
+@LOSSES.register("mse", config=MSE, tasks=("regression",), labels=None)
+def _mse(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.MeanSquaredError()
+
+
+@LOSSES.register("mae", config=MAE, tasks=("regression",), labels=None)
+def _mae(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.MeanAbsoluteError()
+
+
+@LOSSES.register("huber", config=Huber, tasks=("regression",), labels=None)
+def _huber(cfg, mode: str, from_logits: bool):
+    import keras
+
+    return keras.losses.Huber(delta=cfg.delta)
 
 
 def class_weights(spec, labels, info) -> dict[int, float] | None:

@@ -6,13 +6,18 @@ import functools
 
 from runner.kernel.registry import Registry
 
+# each entry: its builder (name, label mode, from_logits, classes) -> a Keras metric, and the facts `task` (the
+# task it measures), `direction` (max: higher is better) and `default` (what a task logs without train.metrics)
 METRICS = Registry("metric")
-CLASSIFICATION_METRICS = {"accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"}
-REGRESSION_METRICS = {"mae", "mse", "rmse"}
+
+
+def metric_names(task: str) -> list[str]:
+    """The metrics that measure `task`, in registry order."""
+    return METRICS.where(task=task)
 
 
 def default_metrics(task: str) -> list[str]:
-    return ["mae"] if task == "regression" else ["accuracy"]
+    return METRICS.where(task="regression" if task == "regression" else "classification", default=True)
 
 
 @functools.cache
@@ -46,18 +51,32 @@ def _probabilities(name):
 
 
 def build_metric(name: str, mode: str, from_logits: bool, num_classes: int | None):
+    return METRICS.get(name).builder(name, mode, from_logits, num_classes)
+
+
+@METRICS.register("accuracy", task="classification", direction="max", default=True)
+def _accuracy(name, mode, from_logits, num_classes):
     import keras
 
     m = keras.metrics
-    if name == "accuracy":
-        if mode == "binary":
-            return m.BinaryAccuracy(name=name, threshold=0.0 if from_logits else 0.5)
-        return m.CategoricalAccuracy(name=name) if mode == "one_hot" else m.SparseCategoricalAccuracy(name=name)
-    if name == "top5_accuracy":
-        cls = m.TopKCategoricalAccuracy if mode == "one_hot" else m.SparseTopKCategoricalAccuracy
-        return cls(k=5, name=name)
-    if name in ("mae", "mse", "rmse"):
-        return {"mae": m.MeanAbsoluteError, "mse": m.MeanSquaredError, "rmse": m.RootMeanSquaredError}[name](name=name)
+    if mode == "binary":
+        return m.BinaryAccuracy(name=name, threshold=0.0 if from_logits else 0.5)
+    return m.CategoricalAccuracy(name=name) if mode == "one_hot" else m.SparseCategoricalAccuracy(name=name)
+
+
+@METRICS.register("top5_accuracy", task="classification", direction="max", default=False)
+def _top5_accuracy(name, mode, from_logits, num_classes):
+    import keras
+
+    m = keras.metrics
+    return (m.TopKCategoricalAccuracy if mode == "one_hot" else m.SparseTopKCategoricalAccuracy)(k=5, name=name)
+
+
+@METRICS.register("auc", task="classification", direction="max", default=False)
+@METRICS.register("f1", task="classification", direction="max", default=False)
+@METRICS.register("recall", task="classification", direction="max", default=False)
+@METRICS.register("precision", task="classification", direction="max", default=False)
+def _from_probabilities(name, mode, from_logits, num_classes):
     binary = mode == "binary"
     kwargs = {"num_classes": num_classes, "sparse": mode == "sparse", "from_logits": from_logits,
               "binary": binary, "name": name}
@@ -68,5 +87,15 @@ def build_metric(name: str, mode: str, from_logits: bool, num_classes: int | Non
     return _probabilities(name)(**kwargs)
 
 
-for _name in sorted(CLASSIFICATION_METRICS | REGRESSION_METRICS):
-    METRICS.register(_name)(build_metric)
+def _keras_metric(class_name: str):
+    def build(name, mode, from_logits, num_classes):
+        import keras
+
+        return getattr(keras.metrics, class_name)(name=name)
+
+    return build
+
+
+METRICS.register("mae", task="regression", direction="min", default=True)(_keras_metric("MeanAbsoluteError"))
+METRICS.register("mse", task="regression", direction="min", default=False)(_keras_metric("MeanSquaredError"))
+METRICS.register("rmse", task="regression", direction="min", default=False)(_keras_metric("RootMeanSquaredError"))

@@ -15,15 +15,25 @@ from runner.data.splits import check_split
 
 
 class Splits(Strict):
-    train: str = Field("[:80%]", description="the training split")
-    validation: Optional[str] = Field("[80%:90%]", description="the validation split; null for none")
-    test: Optional[str] = Field("[90%:]", description="the test split; null for none")
+    """A `splits` map is the whole set: a split it leaves out does not exist (the defaults fill an absent map only)."""
+
+    train: str = Field(description="the training split")
+    validation: Optional[str] = Field(None, description="the validation split; left out or null: none")
+    test: Optional[str] = Field(None, description="the test split; left out or null: none")
+
+
+def default_splits(train: str, validation: str, test: str):
+    """The splits of a spec without a `splits` map."""
+    return Field(default_factory=lambda: Splits(train=train, validation=validation, test=test),
+                 description="split strings (see the split grammar); a map names every split there is: "
+                             f"one it leaves out does not exist; default {{train: {train!r}, "
+                             f"validation: {validation!r}, test: {test!r}}}")
 
 
 class DataCommon(Strict):
     POOL: ClassVar[bool] = False  # single-pool sources slice '[a%:b%]'; others name their splits
 
-    splits: Splits = Field(default_factory=Splits, description="split strings (see the split grammar)")
+    splits: Splits = default_splits("[:80%]", "[80%:90%]", "[90%:]")
     shuffle_split: bool = Field(True, description="seeded stratified shuffle of a single pool before slicing")
     batch_size: PositiveInt = Field(128, description="GLOBAL batch size, split across replicas")
     shuffle_buffer: PositiveInt = Field(10000, description="shuffle buffer of the training split")

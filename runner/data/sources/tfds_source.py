@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 
 from runner.language.fields import PositiveInt
-from runner.data.sources.common_fields import DataCommon, Splits
+from runner.data.sources.common_fields import DataCommon, Splits, default_splits
 from runner.data.sources.registry import SOURCES
 from runner.kernel.errors import ConfigError, DataError
 
@@ -25,9 +25,7 @@ class TfdsData(DataCommon):
     source: Literal["tfds"]
     name: str = Field(pattern=r"^[A-Za-z0-9_]+(/[A-Za-z0-9_.-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?$",
                       description="TFDS name, optionally with config and version: imdb_reviews/plain_text:1.0.0")
-    splits: Splits = Field(
-        default_factory=lambda: Splits(train="train[:90%]", validation="train[90%:]", test="test"),
-        description="TFDS split strings, passed through (train, train[:90%], test, ...)")
+    splits: Splits = default_splits("train[:90%]", "train[90%:]", "test")
     download: Union[Literal["auto"], bool] = Field(
         "auto", description="auto/true: download only if not prepared and the network answers a short probe; "
                             "false: never")
