@@ -25,3 +25,35 @@ def kfold_summary(metrics: dict) -> str:
                           for n in names)])
     k = metrics.get("kfold", {})
     return f"{k.get('folds_run')}-fold cross-validation (mean ± std over folds)\n{table(rows)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def epoch_line(p) -> str:
+    """`epoch 3/30  loss 0.4123  accuracy 0.8812  val_loss 0.3012  0.38s  ETA 10s` for an EpochProgress."""
+    width = len(str(p.epochs))
+    head = f"epoch {p.epoch:>{width}}/{p.epochs}"
+    if not p.done:
+        return f"{head}  step {p.step}/{p.steps}  ETA {_duration(p.eta_s) if p.eta_s is not None else '-'}"
+    figures = "  ".join(f"{k} {v:.4f}" for k, v in p.logs.items())
+    eta = f"  ETA {_duration(p.eta_s)}" if p.epoch < p.epochs else ""
+    return f"{head}  {figures}  {p.seconds:.2f}s{eta}"
+
+
+class EpochLines:
+    """The training progress on `stream`: a line per epoch; on a terminal, also the step, redrawn in place."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, p) -> None:
+        if not p.done and not self.live:
+            return
+        # \r and clear-to-end redraw the live line; a pipe gets finished lines only
+        prefix = "\r\x1b[K" if self.live else ""
+        self.stream.write(prefix + epoch_line(p) + ("\n" if p.done else ""))
+        self.stream.flush()

@@ -64,7 +64,8 @@ class _Fit:
         self.val_ds, self.verbose = val_ds, verbose
 
     def _fit(self, ds, epochs: int, initial_epoch: int, steps: int, extra=()) -> None:
-        self.model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        # shuffle=False: the stream is shuffled by train_dataset; Keras's default True only warns on a Dataset
+        self.model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, shuffle=False,
                        validation_data=self.val_ds, callbacks=[*self.callbacks, *extra], verbose=self.verbose)
 
     def _partial(self, value: bool, offset: int, initial_step) -> None:
@@ -119,8 +120,12 @@ class _Fit:
 
 
 def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet: bool = False,
-                   extra_callbacks=()) -> RunResult:
-    """Train `cfg` into `run_dir`; a run directory that already holds this run continues from its last backup."""
+                   extra_callbacks=(), started_at: float | None = None) -> RunResult:
+    """Train `cfg` into `run_dir`; a run directory that already holds this run continues from its last backup.
+
+    `started_at`: time.perf_counter() at the process's start (the CLI's), from which metrics.json's wall_s counts.
+    """
+    started_at = time.perf_counter() if started_at is None else started_at  # issue 15: wall_s from here
     import keras
     import tensorflow as tf
 
@@ -225,9 +230,9 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         callbacks = [nan_guard, *user_callbacks, *extra_callbacks, progress, backup_cb]
         if start.backup is not None:
             backup_cb.lr_scale = start.backup[0]["lr_scale"]  # NaN rollbacks before the interruption
-        fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0 if quiet else 2)
+        # issue 15: verbose 0: Keras prints nothing; the CLI shows progress through an EpochReport in extra_callbacks
+        fit = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0)
 
-        started = time.perf_counter()
         rollbacks = 0
         while True:
             try:
@@ -269,20 +274,23 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
                 results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
         results["train"].pop("learning_rate", None)
         best = _best(history, monitor, monitor_mode(monitor))
+        # issue 15: train_s = the fit (first to last epoch); wall_s, set just before metrics.json is written
         metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
                    "throughput": {"examples_per_sec": progress.examples_per_sec()},
-                   "wall_s": time.perf_counter() - started}
+                   "train_s": progress.train_s(), "wall_s": None}
 
         if cfg.distill is not None:  # ---- distill (issue 4): the run's model is the student ----
             model = student_of(model)
         with strategy.scope():
             portable_compile(model, cfg.train, mode, from_logits, metric_names, info)
         rd.atomic_save(run_dir.file(rd.MODEL), model.save)
-        run_dir.write_json(rd.METRICS, metrics)
         # ---- tracking (issue 7): PNG plots and the TensorBoard HParams session, from the files just written ----
         from runner.artifacts.plots import write_plots
 
         write_plots(run_dir, model, info, from_logits, {"validation": val_ds, "test": test_ds})
+        # issue 15: metrics.json after the plots, so wall_s covers everything up to the summary (exports aside)
+        metrics["wall_s"] = time.perf_counter() - started_at
+        run_dir.write_json(rd.METRICS, metrics)
         if cfg.callbacks.tensorboard is not None:
             from runner.callbacks.tensorboard import write_hparams
 
