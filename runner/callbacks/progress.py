@@ -61,9 +61,11 @@ class Progress(keras.callbacks.Callback):
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(self.rows)
-        # written beside the training loop (runner/writer.py), from the fresh text and dict built here
-        submit(self.run_dir.write_text, rd.HISTORY, buf.getvalue())
-        submit(self.run_dir.write_json, rd.STATUS, self.status("running", epoch + 1))
+        # written beside the training loop (runner/writer.py), from the fresh text and dict built here; not
+        # durable (no fsync): the next epoch rewrites both, the backup is what a resume needs
+        for name, write, value in ((rd.HISTORY, self.run_dir.write_text, buf.getvalue()),
+                                   (rd.STATUS, self.run_dir.write_json, self.status("running", epoch + 1))):
+            submit(write, name, value, False, supersede=str(self.run_dir.file(name)))
         # measured after the writes: the throughput figure includes callbacks and artifacts
         self._epoch_ends.append(time.perf_counter())
         self.epoch_seconds.append(self._epoch_ends[-1] - self._t0)
