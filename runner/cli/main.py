@@ -329,6 +329,9 @@ def main(argv=None) -> int:
     from runner.cli.quiet import quiet_libraries
 
     quiet_libraries(verbose)
+    # pydantic looks for plugins in every installed package's entry points when it builds the first model
+    # (tens of ms of `dlrun validate`); dlrun's spec models want none
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     code = _dispatch(argv, debug)
     if as_program:
         _exit_promptly(code)
