@@ -80,14 +80,14 @@ def _class_ids(values: np.ndarray, from_logits: bool | None) -> np.ndarray:
 
 def confusion_matrix(model, dataset, num_classes: int, from_logits: bool) -> np.ndarray:
     """Counts[true, predicted] of `model` over a batched (x, y) dataset."""
-    from sklearn.metrics import confusion_matrix as counts
-
     true, pred = [], []
     for x, y in dataset:
         true.append(_class_ids(np.asarray(y), None))
         # a plain call: predict_on_batch feeds the whole batch to every replica under a strategy (Keras 3.15)
         pred.append(_class_ids(np.asarray(model(x, training=False)), from_logits))
-    return counts(np.concatenate(true), np.concatenate(pred), labels=list(range(num_classes)))
+    # a bincount of (true, predicted) pairs: sklearn.metrics would cost its import (seconds under load) for this
+    pairs = np.concatenate(true).astype(np.int64) * num_classes + np.concatenate(pred).astype(np.int64)
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def confusion_figure(cm: np.ndarray, class_names, title: str):
