@@ -118,5 +118,37 @@ def main() -> None:
         line("SIGTERM to exit 143", latencies, None)
 
 
+def validate_vs_import(rounds: int, spec: str) -> None:
+    """`dlrun validate SPEC` over `python -c "import yaml, pydantic"`: the median of interleaved pairs (the order
+    alternates), with bytecode caching on as users have it and off (PYTHONDONTWRITEBYTECODE=1)."""
+    import os
+
+    commands = {"import": [sys.executable, "-c", "import yaml, pydantic"],
+                "validate": [sys.executable, "-m", "runner", "validate", spec]}
+    for mode in ("cached", "uncached"):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPATH"] = str(ROOT)
+        if mode == "uncached":
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for argv in commands.values():  # the first run writes the bytecode cache
+            subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
+        times = {name: [] for name in commands}
+        loads = [os.getloadavg()[0]]
+        for i in range(rounds):
+            for name in (commands if i % 2 == 0 else reversed(list(commands))):
+                started = time.perf_counter()
+                subprocess.run(commands[name], cwd=ROOT, env=env, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - started)
+            loads.append(os.getloadavg()[0])
+        ratios = [v / i for v, i in zip(times["validate"], times["import"])]
+        print(f"validate / import yaml, pydantic, bytecode {mode:8}: {statistics.median(ratios):.2f}x "
+              f"({min(ratios):.2f}..{max(ratios):.2f}); validate {statistics.median(times['validate']):.3f} s, "
+              f"import {statistics.median(times['import']):.3f} s; {rounds} pairs, load {min(loads):.1f}..{max(loads):.1f}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--ratio" in sys.argv:  # bench/startup.py --ratio [ROUNDS]
+        sys.argv.remove("--ratio")
+        validate_vs_import(int(sys.argv[1]) if len(sys.argv) > 1 else 15, "experiments/digits.yaml")
+    else:
+        main()

@@ -52,7 +52,7 @@ def board(tmp_path_factory):
         spec = digits_spec(root, train={"epochs": 2, "optimizer": "adam", "lr": lr})
         path = write_spec(folder, spec, f"lr{lr}.yaml")
         cfg, _ = load_config(str(path), [])
-        run_experiment(cfg, rd.RunDir.at(str(root / run)), spec_path=str(path), quiet=True)
+        run_experiment(cfg, rd.RunDir.at(str(root / run)), spec_path=str(path))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -33,7 +33,7 @@ def test_one_device_with_jit_compile_trains_with_xla(tmp_path):
                        train={"epochs": 3, "optimizer": "adam", "lr": 0.003, "jit_compile": True},
                        callbacks={"tensorboard": None})
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")), quiet=True)
+    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")))
     env = json.loads((tmp_path / "run" / "env.json").read_text())
     assert (env["strategy"], env["replicas"]) == ("OneDeviceStrategy", 1)
     assert env["speed"] == {"precision": "float32", "jit_compile": True, "steps_per_execution": 20}

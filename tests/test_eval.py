@@ -20,7 +20,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     spec = digits_spec(tmp, callbacks={"tensorboard": None, "backup": None})
     cfg, _ = load_config(write_spec(tmp, spec))
-    return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
+    return run_experiment(cfg, rd.RunDir.at(tmp / "run")).run_dir.path
 
 
 def test_eval_reproduces_the_test_accuracy_of_metrics_json(run, capsys):

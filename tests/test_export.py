@@ -25,7 +25,7 @@ def run(tmp_path_factory):
                        callbacks={"tensorboard": None, "checkpoint": None, "backup": None})
     spec["train"]["epochs"] = 5
     cfg, _ = load_config(write_spec(tmp, spec))
-    return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
+    return run_experiment(cfg, rd.RunDir.at(tmp / "run")).run_dir.path
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_int8_falls_back_to_dynamic_range_when_full_integer_loses_accuracy(tmp_p
             "data": {"source": "sklearn", "name": "breast_cancer", "batch_size": 32, "preprocess": ["normalize"]},
             "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 3, "loss": "binary_crossentropy"}}
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    path = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), quiet=True).run_dir.path
+    path = run_experiment(cfg, rd.RunDir.at(tmp_path / "run")).run_dir.path
     [result] = export_run(open_run(path), ["tflite"], "int8")
     assert result["scheme"] == "dynamic_range" and "calibration" not in result
     assert result["full_integer_accuracy"] < result["keras_accuracy"] - 0.01
@@ -182,7 +182,7 @@ def test_a_format_that_cannot_carry_the_model_is_refused_and_the_others_still_go
                                  {"Dense": {"units": 2}}]},
             "train": {"epochs": 2}}
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    run = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), quiet=True).run_dir.path
+    run = run_experiment(cfg, rd.RunDir.at(tmp_path / "run")).run_dir.path
     warning = capsys.readouterr().err.strip().splitlines()[-1]
     assert warning.startswith("warning: --format onnx: onnxruntime reading the exported file failed (")
     assert warning.endswith("; the model takes text, and its text preprocessing needs TensorFlow string ops, "

@@ -28,7 +28,7 @@ def train(run, spec_dict):
     from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
-    return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)
+    return run_experiment(cfg, rd.RunDir.at(str(run)))
 
 
 # A real divergence: epoch 1 trains at 0.003, then the staircase multiplies the rate by 1e12: 3e9 in epoch 2,

@@ -42,7 +42,7 @@ def _train(tmp_path, spec):
     from runner.spec import load_config
 
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")), quiet=True)
+    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")))
     return cfg, result
 
 

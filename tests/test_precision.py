@@ -42,7 +42,7 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_variables(tmp_pat
                                                  "precision": precision, "steps_per_execution": 4},
                        callbacks={"tensorboard": None, "checkpoint": None})
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    result = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), quiet=True, extra_callbacks=[Watch()])
+    result = run_experiment(cfg, rd.RunDir.at(tmp_path / "run"), extra_callbacks=[Watch()])
 
     assert len(seen["losses"]) == 5  # 20 steps, 4 per execution
     assert all(math.isfinite(loss) for loss in seen["losses"])

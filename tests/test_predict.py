@@ -20,7 +20,7 @@ def _train(tmp, spec):
     from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(tmp, spec))
-    return run_experiment(cfg, rd.RunDir.at(tmp / "run"), quiet=True).run_dir.path
+    return run_experiment(cfg, rd.RunDir.at(tmp / "run")).run_dir.path
 
 
 def _test_split(run):

@@ -42,7 +42,7 @@ def train_in_process(run, spec_dict):
     from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
-    return run_experiment(cfg, rd.RunDir.at(str(run)), quiet=True)
+    return run_experiment(cfg, rd.RunDir.at(str(run)))
 
 
 def final_state(run):

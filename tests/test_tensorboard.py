@@ -43,7 +43,7 @@ def finished(tmp_path_factory):
     path = write_spec(folder, spec)
     cfg, _ = load_config(str(path), [])
     started = time.time()
-    result = run_experiment(cfg, rd.RunDir.at(str(folder / "run")), spec_path=str(path), quiet=True)
+    result = run_experiment(cfg, rd.RunDir.at(str(folder / "run")), spec_path=str(path))
     (folder / "wall.json").write_text(json.dumps([started, time.time()]))  # the test's own clock around the run
     return result.run_dir.path
 

@@ -24,7 +24,7 @@ def _train(spec_path, run_path):
     from runner.run.experiment import run_experiment
 
     cfg, _ = load_config(str(spec_path), [])
-    return run_experiment(cfg, rd.RunDir.at(str(run_path)), spec_path=str(spec_path), quiet=True)
+    return run_experiment(cfg, rd.RunDir.at(str(run_path)), spec_path=str(spec_path))
 
 
 @pytest.fixture(scope="module")

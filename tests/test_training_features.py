@@ -87,7 +87,7 @@ def _run(tmp_path, **sections):
 
     spec = digits_spec(tmp_path, **sections)
     spec["callbacks"] = {"tensorboard": None, "checkpoint": None, **spec.get("callbacks", {})}
-    return run_experiment(_load(tmp_path, spec), quiet=True)
+    return run_experiment(_load(tmp_path, spec))
 
 
 def test_reduce_on_plateau_halves_the_rate_after_each_flat_epoch(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -68,3 +69,33 @@ def test_models_with_layer_assets_are_saved_synchronously(tmp_path):
     assert writer._twin(model) is None  # the vocabulary is an asset, not a variable a copy could carry
     writer.save_model(model, tmp_path / "m.keras")
     assert keras.saving.load_model(tmp_path / "m.keras").layers[0].get_vocabulary() == ["[UNK]", "a", "b", "c"]
+
+
+def test_a_write_superseded_while_queued_is_skipped_and_the_newest_lands(tmp_path):
+    run = rd.RunDir(tmp_path)
+    written = []
+
+    def write(epoch):
+        written.append(epoch)
+        run.write_json(rd.STATUS, {"epoch": epoch}, durable=False)
+
+    gate = threading.Event()
+    writer.submit(gate.wait)  # holds the writer while the next submissions queue up
+    for epoch in range(1, 6):
+        writer.submit(write, epoch, supersede="status")
+    gate.set()
+    writer.flush()
+    assert written == [5]
+    assert json.loads((tmp_path / rd.STATUS).read_text()) == {"epoch": 5}
+
+
+def test_only_durable_writes_fsync(tmp_path, monkeypatch):
+    synced = []
+    real = rd.os.fsync
+    monkeypatch.setattr(rd.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    run = rd.RunDir(tmp_path)
+    run.write_text(rd.HISTORY, "epoch\n1\n", durable=False)
+    assert synced == []
+    run.write_text(rd.HISTORY, "epoch\n1\n2\n")
+    assert len(synced) == 2  # the file, then its folder (the rename)
+    assert (tmp_path / rd.HISTORY).read_text() == "epoch\n1\n2\n"

@@ -209,7 +209,9 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                 # the process exits next, or `every: N steps` promises a SIGKILL loses at most N steps: on disk now
                 _write_and_prune(self.folder, path, meta, arrays)
             else:  # beside the training loop (runner/writer.py), from copies: get_state hands out live objects
-                writer.submit(_write_and_prune, self.folder, path, copy.deepcopy(meta), copy.deepcopy(arrays))
+                # a writer that fell behind writes the newest backup only (fsynced): older queued ones are moot
+                writer.submit(_write_and_prune, self.folder, path, copy.deepcopy(meta), copy.deepcopy(arrays),
+                              supersede=f"backup:{self.folder}")
             self.last_saved = global_step
             return path
 

@@ -46,12 +46,13 @@ def _make(cfg: Checkpoint, ctx):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            # not durable (no fsync, still atomic): the backup is the file a resume relies on
             if cfg.save_last:
-                save_model(self.model, self.folder / rd.LAST)
+                save_model(self.model, self.folder / rd.LAST, durable=False)
             value = logs.get(self.monitor)
             if cfg.save_best and value is not None and math.isfinite(value) and self._better(value):
                 self.best, self.best_epoch = float(value), epoch + 1
-                save_model(self.model, self.folder / rd.BEST)
+                save_model(self.model, self.folder / rd.BEST, durable=False)
 
     return AtomicCheckpoint()
 

@@ -24,6 +24,8 @@ class Progress(keras.callbacks.Callback):
         self.rows: list[dict] = []
         self.epoch_seconds: list[float] = []
         self._t0 = None
+        self._first_begin = None  # of this process: train_s and examples/s are this process's figures
+        self._epoch_ends: list[float] = []
 
     def status(self, state: str, epoch: int, error=None, step: int | None = None) -> dict:
         """`epoch` counts completed epochs; `step` is the global step (default: the end of `epoch`)."""
@@ -42,6 +44,8 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
+        if self._first_begin is None:
+            self._first_begin = self._t0
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._t0
@@ -56,18 +60,28 @@ class Progress(keras.callbacks.Callback):
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         writer.writerows(self.rows)
-        # written beside the training loop (runner/writer.py), from the fresh text and dict built here
-        submit(self.run_dir.write_text, rd.HISTORY, buf.getvalue())
-        submit(self.run_dir.write_json, rd.STATUS, self.status("running", epoch + 1))
+        # written beside the training loop (runner/writer.py), from the fresh text and dict built here; not
+        # durable (no fsync): the next epoch rewrites both, the backup is what a resume needs
+        for name, write, value in ((rd.HISTORY, self.run_dir.write_text, buf.getvalue()),
+                                   (rd.STATUS, self.run_dir.write_json, self.status("running", epoch + 1))):
+            submit(write, name, value, False, supersede=str(self.run_dir.file(name)))
         # measured after the writes: the throughput figure includes callbacks and artifacts
-        self.epoch_seconds.append(time.perf_counter() - self._t0)
+        self._epoch_ends.append(time.perf_counter())
+        self.epoch_seconds.append(self._epoch_ends[-1] - self._t0)
 
     def examples_per_sec(self) -> float | None:
-        """Training examples / wall time of epochs 2..N (epoch 1 holds tracing)."""
-        steady = self.epoch_seconds[1:]
-        if not steady:
+        """Training examples / wall time from the end of epoch 1 (which holds tracing) to the end of epoch N.
+
+        End to end rather than a sum of epoch timers: the span holds every callback of epochs 2..N (the backup
+        runs after this one) and the gaps between epochs.
+        """
+        if len(self._epoch_ends) < 2:
             return None
-        return self.examples_per_epoch * len(steady) / sum(steady)
+        return self.examples_per_epoch * (len(self._epoch_ends) - 1) / (self._epoch_ends[-1] - self._epoch_ends[0])
+
+    def train_s(self) -> float | None:
+        """Seconds from the first epoch's begin to the last epoch's end, in this process."""
+        return self._epoch_ends[-1] - self._first_begin if self._epoch_ends else None
 
 
 class NonFiniteLoss(Exception):

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.kernel import run_dir as rd
+from runner.kernel import writer
 from runner.models import outputs_logits
 from runner.artifacts import plots
 
@@ -37,6 +38,8 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         self._wrote_start = False  # the config text, graph and samples: once per process
         self._last_epoch = None
         self._epoch_t0 = 0.0
+        self._samples_png: list[bytes] = []  # drawn on the writer thread, logged at the next epoch or train end
+        self._samples_due = False  # submitted for drawing, not logged yet
 
     # Keras counts one "batch" per call of the train function and restarts at 0 on every fit; a global
     # step derived from the epoch and the batch index stays right with steps_per_execution and resumes.
@@ -96,15 +99,17 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
             super().on_epoch_end(epoch, {**(logs or {}), **extra})
             if self.cfg.confusion_matrix == "epoch":
                 self._write_confusion(epoch)
+            self._log_samples()
         # Keras flushes only at the end of training; a killed run keeps its finished epochs, a live
         # TensorBoard shows them
         for writer in self._writers.values():
             writer.flush()
 
     def on_train_end(self, logs=None):
-        if self.cfg.confusion_matrix == "end" and self._last_epoch is not None and not self.partial:
-            with tf.summary.record_if(True):
+        with tf.summary.record_if(True):
+            if self.cfg.confusion_matrix == "end" and self._last_epoch is not None and not self.partial:
                 self._write_confusion(self._last_epoch)
+            self._log_samples(wait=True)
         super().on_train_end(logs)
 
     def _examples(self, steps: int) -> int | None:
@@ -140,24 +145,41 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         # images with class labels only: the grid titles each sample with its class (or its mixup blend)
         if info is None or len(info.input_shape) != 3 or not info.num_classes:
             return
-        from runner.artifacts.plots import write_grid
-
         # the first batch of the stream fit consumes: exactly what the model saw, and no second data load
         x, y = next(iter(self.ctx.train_data.take(1)))
         x, y = np.asarray(x)[: self.cfg.images], np.asarray(y)[: self.cfg.images]
         if y.ndim == 2 and y.shape[1] == 1:  # a binary label column: class indices for the titles
             y = np.rint(y[:, 0]).astype(np.int64)
+        # drawing (and importing matplotlib) happens beside the training loop, on the writer thread
+        writer.submit(self._draw_samples, x, y, info)
+        self._samples_due = True
+
+    def _draw_samples(self, x, y, info):
+        from runner.artifacts.plots import write_grid
+
         png = io.BytesIO()
         write_grid(x, y, info, png)
-        tf.summary.image(SAMPLES_TAG, _png_batch(png.getvalue()), step=0,
-                         description="the first training batch after augmentation, first epoch")
+        self._samples_png.append(png.getvalue())
+
+    def _log_samples(self, wait: bool = False):
+        """The sample grid into the train events, once drawn; at train end, waiting for it."""
+        if not self._samples_due:
+            return
+        if wait and not self._samples_png:
+            writer.wait()
+        if self._samples_png:
+            self._samples_due = False
+            with self._train_writer.as_default():
+                tf.summary.image(SAMPLES_TAG, _png_batch(self._samples_png.pop()), step=0,
+                                 description="the first training batch after augmentation, first epoch")
 
     def _write_confusion(self, epoch: int):
         info = self.ctx.info
         data = self.ctx.validation_data
         if data is None or info is None or info.task != "classification" or not info.num_classes:
             return
-        cm = plots.confusion_matrix(self.model, data, info.num_classes, outputs_logits(self.model))
-        png = plots.png_bytes(plots.confusion_figure(cm, info.class_names, f"validation, epoch {epoch + 1}"))
+        # at the end, the very figure of confusion_matrix.png (drawn once): the event's step says the epoch
+        title = "validation" if self.cfg.confusion_matrix == "end" else f"validation, epoch {epoch + 1}"
+        png = plots.confusion_png(self.model, data, info, outputs_logits(self.model), title)
         with self._val_writer.as_default():
             tf.summary.image(CONFUSION_TAG, _png_batch(png), step=epoch)

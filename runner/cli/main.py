@@ -11,9 +11,16 @@ from runner.cli.output import configure_messages
 from runner.kernel.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, DlrunError
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+def _process_started() -> float:
+    """time.perf_counter() at this process's start (Linux: /proc; elsewhere: now)."""
+    import time
+
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        since_start = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.perf_counter() - since_start
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter()
 
 
 def _add_spec(p: argparse.ArgumentParser) -> None:
@@ -27,7 +34,6 @@ def cmd_validate(args) -> int:
 
     cfg, loaded = load_config(args.spec, args.overrides)
     if args.deep:
-        _quiet_tensorflow()
         from runner.spec.deep_checks import deep_check
 
         deep_check(cfg, loaded)
@@ -54,7 +60,6 @@ def cmd_summary(args) -> int:
     from runner.spec import load_config
 
     cfg, loaded = load_config(args.spec, args.overrides)
-    _quiet_tensorflow()
     from runner.spec.deep_checks import deep_check
     from runner.tools.summary import model_summary
 
@@ -65,7 +70,6 @@ def cmd_summary(args) -> int:
 
 def _train(cfg, loaded, run_dir, spec_path) -> int:
     """What `train` and `resume` share: data and devices ready, Keras's checks, the run, its summary."""
-    _quiet_tensorflow()
     from runner.data.build import ensure_available
 
     ensure_available(cfg.data)  # missing data that cannot be fetched fails in seconds, before TensorFlow loads
@@ -76,7 +80,12 @@ def _train(cfg, loaded, run_dir, spec_path) -> int:
 
     configure_devices(cfg.distribute)  # logical devices can only be set before TensorFlow initializes them
     deep_check(cfg, loaded)
-    result = train(cfg, run_dir, spec_path=spec_path)
+    from runner.callbacks.epoch_report import EpochReport
+    from runner.cli.output import EpochLines
+
+    # progress lines through the CLI's channel; wall_s counted from the process's start
+    result = train(cfg, run_dir, spec_path=spec_path, extra_callbacks=[EpochReport(EpochLines(sys.stderr))],
+                   started_at=_process_started())
     if result.exports:
         print(export_lines(result.exports))
     print((kfold_summary if "kfold" in result.metrics else run_summary)(result.metrics))
@@ -93,7 +102,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    _quiet_tensorflow()
     from runner.sweep.study import run_sweep, show_status
 
     verb = show_status if args.status else run_sweep
@@ -121,7 +129,6 @@ def cmd_eval(args) -> int:
     from runner.tools.open_run import open_run
 
     run = open_run(args.run_dir)
-    _quiet_tensorflow()
     from runner.tools.evaluate import evaluate_run, format_result
 
     print(format_result(evaluate_run(run, args.split, args.checkpoint, args.unsafe)))
@@ -132,7 +139,6 @@ def cmd_predict(args) -> int:
     from runner.tools.open_run import open_run
 
     run = open_run(args.run_dir)
-    _quiet_tensorflow()
     from runner.tools.predict import format_records, predict_run
 
     print(format_records(predict_run(run, args.inputs, args.top_k, args.unsafe), args.style))
@@ -143,7 +149,6 @@ def cmd_export(args) -> int:
     from runner.tools.open_run import open_run
 
     run = open_run(args.run_dir)
-    _quiet_tensorflow()
     from runner.cli.output import export_lines
     from runner.tools.export import export_run, raise_failures
 
@@ -174,7 +179,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_tensorboard(args) -> int:
-    _quiet_tensorflow()
     from runner.tools.tensorboard import serve
 
     return serve(args.runs_dir, args.host, args.port)
@@ -184,7 +188,6 @@ def cmd_data_preview(args) -> int:
     from runner.spec import load_config
 
     cfg, _ = load_config(args.spec, args.overrides)
-    _quiet_tensorflow()
     from runner.tools.preview import preview
 
     print(preview(cfg, args.n, args.out or f"{cfg.name}-preview.png"))
@@ -192,7 +195,6 @@ def cmd_data_preview(args) -> int:
 
 
 def cmd_env(args) -> int:
-    _quiet_tensorflow()
     from runner.tools.environment import current_machine
 
     print(json.dumps(current_machine(), indent=2, default=str))
@@ -216,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="dlrun", description="Configuration-driven deep-learning experiments for Keras 3 on TensorFlow.",
-        epilog="`dlrun SPEC.yaml` is short for `dlrun train SPEC.yaml`. Add --debug to any verb for tracebacks.")
+        epilog="`dlrun SPEC.yaml` is short for `dlrun train SPEC.yaml`. Add --debug to any verb for tracebacks, "
+               "--verbose for TensorFlow's own log lines and library warnings.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines and library warnings (hidden by default)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
     p = sub.add_parser("train", help="train a spec and write a run directory")
@@ -316,11 +321,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The `dlrun` program: run a verb and return its exit code; as the program itself (argv None: from
+    sys.argv), end the process as soon as the verb's files and output are flushed."""
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    if debug:
-        argv.remove("--debug")
+    debug, verbose = "--debug" in argv, "--verbose" in argv
+    for flag in ("--debug", "--verbose"):
+        while flag in argv:
+            argv.remove(flag)
+    from runner.cli.quiet import quiet_libraries
+
+    quiet_libraries(verbose)
     configure_messages()
+    # pydantic looks for plugins in every installed package's entry points when it builds the first model
+    # (tens of ms of `dlrun validate`); dlrun's spec models want none
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    code = _dispatch(argv, debug)
+    if as_program:
+        _exit_promptly(code)
+    return code
+
+
+def _exit_promptly(code: int) -> None:
+    """os._exit once everything is written: the interpreter's teardown of TensorFlow (seconds) is wasted wait.
+
+    Only when TensorFlow was imported (otherwise the teardown costs nothing); atexit handlers of dlrun's own
+    are the writer's drain, done here first.
+    """
+    if "tensorflow" not in sys.modules:
+        return
+    writer = sys.modules.get("runner.kernel.writer")
+    if writer is not None:
+        try:
+            writer.flush()
+        except DlrunError as e:  # a background write failed after the last check: the run is not complete
+            print(e.message, file=sys.stderr)
+            code = e.exit_code or 1
+        except Exception as e:  # noqa: BLE001  the same, for an error that is not dlrun's
+            print(f"dlrun: writing an artifact failed: {e}", file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _dispatch(argv: list, debug: bool) -> int:
     parser = build_parser()
     if argv and argv[0] not in parser.verbs and argv[0].endswith((".yaml", ".yml")):
         argv.insert(0, "train")  # `dlrun SPEC.yaml` is `dlrun train SPEC.yaml`

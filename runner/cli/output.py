@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from runner.data.kfold import SPLITS
 from runner.kernel.text import table
 
 
@@ -29,6 +28,8 @@ def run_summary(metrics: dict) -> str:
 
 def kfold_summary(metrics: dict) -> str:
     """Like run_summary, each cell 'mean ± std' over the folds."""
+    from runner.data.kfold import SPLITS
+
     splits = [s for s in SPLITS if s in metrics]
     names = list(dict.fromkeys(k for s in splits for k in metrics[s]))
     std = metrics.get("std", {})
@@ -52,3 +53,35 @@ def export_lines(results: list[dict]) -> str:
                      f"(accuracy {r['full_integer_accuracy']:.4f})")
         lines.append(line + ("" if r["ok"] else "  WARNING: outside the expected tolerance"))
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def epoch_line(p) -> str:
+    """`epoch 3/30  loss 0.4123  accuracy 0.8812  val_loss 0.3012  0.38s  ETA 10s` for an EpochProgress."""
+    width = len(str(p.epochs))
+    head = f"epoch {p.epoch:>{width}}/{p.epochs}"
+    if not p.done:
+        return f"{head}  step {p.step}/{p.steps}  ETA {_duration(p.eta_s) if p.eta_s is not None else '-'}"
+    figures = "  ".join(f"{k} {v:.4f}" for k, v in p.logs.items())
+    eta = f"  ETA {_duration(p.eta_s)}" if p.epoch < p.epochs else ""
+    return f"{head}  {figures}  {p.seconds:.2f}s{eta}"
+
+
+class EpochLines:
+    """The training progress on `stream`: a line per epoch; on a terminal, also the step, redrawn in place."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, p) -> None:
+        if not p.done and not self.live:
+            return
+        # \r and clear-to-end redraw the live line; a pipe gets finished lines only
+        prefix = "\r\x1b[K" if self.live else ""
+        self.stream.write(prefix + epoch_line(p) + ("\n" if p.done else ""))
+        self.stream.flush()

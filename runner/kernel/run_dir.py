@@ -45,16 +45,16 @@ def fold_dir(k: int) -> str:
 def quantized_export(quantize: str) -> str:
     return f"model_{quantize}.tflite"
 
-def atomic_save(path: Path, save) -> None:
+def atomic_save(path: Path, save, durable: bool = True) -> None:
     """atomic.atomic_save after the background writer's pending writes, so files land in submission order."""
     writer.flush()
-    atomic.atomic_save(path, save)
+    atomic.atomic_save(path, save, durable)
 
 
-def atomic_write(path: Path, write, mode: str = "w") -> None:
+def atomic_write(path: Path, write, mode: str = "w", durable: bool = True) -> None:
     """atomic.atomic_write after the background writer's pending writes."""
     writer.flush()
-    atomic.atomic_write(path, write, mode)
+    atomic.atomic_write(path, write, mode, durable)
 
 
 discard_temp_files = atomic.discard_temp_files
@@ -101,11 +101,12 @@ class RunDir:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
-    def write_json(self, name: str, obj) -> None:
-        atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=False, default=str))
+    def write_json(self, name: str, obj, durable: bool = True) -> None:
+        atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=False, default=str),
+                     durable=durable)
 
-    def write_text(self, name: str, text: str) -> None:
-        atomic_write(self.file(name), lambda f: f.write(text))
+    def write_text(self, name: str, text: str, durable: bool = True) -> None:
+        atomic_write(self.file(name), lambda f: f.write(text), durable=durable)
 
     def read_json(self, name: str):
         with open(self.file(name)) as f:

@@ -21,16 +21,29 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._newest: dict = {}  # supersede key -> the newest submission's number
+        self._count = 0
 
-    def submit(self, write, *args) -> None:
-        """Run `write(*args)` in the background; the arguments must not change afterwards (pass copies)."""
+    def submit(self, write, *args, supersede=None) -> None:
+        """Run `write(*args)` in the background; the arguments must not change afterwards (pass copies).
+
+        `supersede`: a key (the file's path) under which a newer submission makes this one moot: when the writer
+        falls behind, it skips to the newest version of a file instead of writing each one in turn.
+        """
         self._raise()
         with self._lock:
             if self._thread is None:
                 # a daemon, so a crashed run never hangs at exit; the atexit flush lets it finish first
                 self._thread = threading.Thread(target=self._work, name="dlrun-writer", daemon=True)
                 self._thread.start()
-        self._queue.put((write, args))
+            self._count += 1
+            if supersede is not None:
+                self._newest[supersede] = self._count
+            self._queue.put((write, args, supersede, self._count))
+
+    def _moot(self, supersede, number: int) -> bool:
+        with self._lock:
+            return supersede is not None and self._newest.get(supersede) != number
 
     def wait(self) -> None:
         """Block until every submitted write is done (from the writer thread itself: return at once)."""
@@ -49,9 +62,10 @@ class Writer:
 
     def _work(self) -> None:
         while True:
-            write, args = self._queue.get()
+            write, args, supersede, number = self._queue.get()
             try:
-                if self._error is None:  # after a failure, later writes of the same run are moot
+                # after a failure, later writes of the same run are moot
+                if self._error is None and not self._moot(supersede, number):
                     write(*args)
             except BaseException as e:  # noqa: BLE001  handed to the training loop
                 self._error = e
@@ -64,7 +78,7 @@ submit, wait, flush = WRITER.submit, WRITER.wait, WRITER.flush
 atexit.register(WRITER.wait)
 
 
-def save_model(model, path) -> None:
+def save_model(model, path, durable: bool = True) -> None:
     """model.save(path), atomically, in the background: the loop pays for a copy of the variables only.
 
     The copy goes into a twin of the model (same config, compile config and optimizer) that only the writer
@@ -74,19 +88,19 @@ def save_model(model, path) -> None:
     """
     twin = _twin(model)
     if twin is None:
-        atomic.atomic_save(path, model.save)
+        atomic.atomic_save(path, model.save, durable)
         return
     layers = [v.numpy() for v in model.weights]
     slots = [v.numpy() for v in model.optimizer.variables]
-    submit(_save_twin, twin, layers, slots, path)
+    submit(_save_twin, twin, layers, slots, path, durable, supersede=str(path))
 
 
-def _save_twin(twin, layers, slots, path) -> None:
+def _save_twin(twin, layers, slots, path, durable: bool) -> None:
     for variable, value in zip(twin.weights, layers):
         variable.assign(value)
     for variable, value in zip(twin.optimizer.variables, slots):
         variable.assign(value)
-    atomic.atomic_save(path, twin.save)
+    atomic.atomic_save(path, twin.save, durable)
 
 
 def _twin(model):

@@ -63,7 +63,7 @@ def _finished(fold_dir: rd.RunDir) -> dict | None:
     return None
 
 
-def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=(), quiet: bool = False):
+def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=()):
     """Train one model per fold (each a normal run directory), then aggregate. An extra callback with `stop_all`
     set (a pruned sweep trial) ends the cross-validation after the current fold."""
     import keras
@@ -91,7 +91,7 @@ def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=(), quiet: bool
                         raise _between_folds(preemption.requested, folds[-1]["run_dir"])
                     keras.backend.clear_session()  # each fold's model starts from a clean Keras state
                     log.info(f"dlrun: fold {fold + 1}/{cfg.data.kfold.k} -> {fold_dir.path}")
-                    metrics = run_experiment(with_fold(cfg, fold), fold_dir, spec_path=spec_path, quiet=quiet,
+                    metrics = run_experiment(with_fold(cfg, fold), fold_dir, spec_path=spec_path,
                                              extra_callbacks=extra_callbacks).metrics
                 folds.append({**metrics, "run_dir": str(fold_dir.path)})
                 sizes.append(fold_dir.read_json(rd.ENV)["data"]["cardinality"]["validation"])

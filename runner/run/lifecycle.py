@@ -72,7 +72,8 @@ class _Fit:
         self.val_ds, self.verbose = val_ds, verbose
 
     def _fit(self, ds, epochs: int, initial_epoch: int, steps: int, extra=()) -> None:
-        self.model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        # shuffle=False: the stream is shuffled by train_dataset; Keras's default True only warns on a Dataset
+        self.model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps, shuffle=False,
                        validation_data=self.val_ds, callbacks=[*self.callbacks, *extra], verbose=self.verbose)
 
     def _partial(self, value: bool, offset: int, initial_step) -> None:
@@ -148,8 +149,7 @@ class Experiment:
     backup_cb: object
     runner: "_Fit"
     start: object
-    started: float = 0.0  # perf_counter at the start of fit
-    train_s: float | None = None
+    started_at: float = 0.0  # perf_counter at the process's start (the CLI's), from which wall_s counts
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
@@ -158,7 +158,7 @@ class Experiment:
 
 
 def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), teacher_file=None,
-            quiet: bool = False) -> Experiment:
+            started_at: float | None = None) -> Experiment:
     """Seeds, strategy, run directory (locked), resume point, data, model, compile and callbacks.
 
     `run_dir` holding this run's config.yaml continues from its newest backup; `teacher_file` is the distillation
@@ -268,18 +268,18 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         callbacks = [nan_guard, *user_callbacks, *extra_callbacks, progress, backup_cb]
         if start.backup is not None:
             backup_cb.lr_scale = start.backup[0]["lr_scale"]  # NaN rollbacks before the interruption
-        runner = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds,
-                      0 if quiet else 2)
+        # verbose 0: Keras prints nothing; the CLI shows progress through a reporter callback in extra_callbacks
+        runner = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0)
     except BaseException:
         stack.close()
         raise
     return Experiment(cfg, run_dir, strategy, chief, data, mode, steps, model, from_logits, metric_names,
-                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start, stack=stack)
+                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start,
+                      started_at=time.perf_counter() if started_at is None else started_at, stack=stack)
 
 
 def fit(exp: Experiment) -> None:
     """Train from `exp.start` to the last epoch; a signal writes status.json `preempted` and re-raises."""
-    exp.started = exp.started or time.perf_counter()
     try:
         exp.runner.run_from(exp.start, exp.train_from)
     except Preempted as e:
@@ -291,7 +291,6 @@ def fit(exp: Experiment) -> None:
         exp.run_dir.write_json(rd.STATUS, exp.progress.status("preempted", len(exp.progress.rows),
                                                               "interrupted (second SIGINT)"))
         raise
-    exp.train_s = time.perf_counter() - exp.started
 
 
 def finish(exp: Experiment) -> RunResult:
@@ -307,9 +306,10 @@ def finish(exp: Experiment) -> RunResult:
             results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     results["train"].pop("learning_rate", None)
     best = _best(history, exp.monitor, monitor_mode(exp.monitor))
+    # train_s: the fit, first to last epoch; wall_s: the process up to the summary, set when metrics.json is written
     metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
                "throughput": {"examples_per_sec": exp.progress.examples_per_sec()},
-               "train_s": exp.train_s, "wall_s": time.perf_counter() - exp.started}
+               "train_s": exp.progress.train_s(), "wall_s": None}
 
     if cfg.distill is not None:  # the run's model is the student
         from runner.training.distill import student_of
@@ -318,10 +318,11 @@ def finish(exp: Experiment) -> RunResult:
     with exp.strategy.scope():
         portable_compile(model, cfg.train, exp.mode, exp.from_logits, exp.metric_names, exp.info)
     rd.atomic_save(run_dir.file(rd.MODEL), model.save)
-    run_dir.write_json(rd.METRICS, metrics)
     from runner.artifacts.plots import write_plots
 
     write_plots(run_dir, model, exp.info, exp.from_logits, {"validation": exp.val_ds, "test": exp.test_ds})
+    metrics["wall_s"] = time.perf_counter() - exp.started_at  # after the plots: all but the exports
+    run_dir.write_json(rd.METRICS, metrics)
     if cfg.callbacks.tensorboard is not None:
         from runner.callbacks.tensorboard import write_hparams
 

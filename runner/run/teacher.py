@@ -45,12 +45,12 @@ def _trained_teacher(spec: str, seed: int, student_dir: rd.RunDir | None) -> str
         teacher_dir = teacher_dir or rd.RunDir.create(teacher_cfg.output.dir, teacher_cfg.name)
         if record is not None:
             rd.atomic_write(record, lambda f: json.dump({"spec": spec, "run_dir": str(teacher_dir.path)}, f))
-        model = run_experiment(teacher_cfg, teacher_dir, spec_path=spec, quiet=True).run_dir.file(rd.MODEL)
+        model = run_experiment(teacher_cfg, teacher_dir, spec_path=spec).run_dir.file(rd.MODEL)
     keras.utils.set_random_seed(seed)  # the student starts from the same state as without a teacher
     return str(model)
 
 
-def run_distilled(cfg, run_dir=None, spec_path=None, extra_callbacks=(), quiet: bool = False):
+def run_distilled(cfg, run_dir=None, spec_path=None, extra_callbacks=(), started_at: float | None = None):
     """The teacher, then the student in `run_dir`, whose config.yaml is written first so that it can be resumed
     while its teacher is still training."""
     from runner.run.experiment import run_experiment
@@ -59,4 +59,4 @@ def run_distilled(cfg, run_dir=None, spec_path=None, extra_callbacks=(), quiet: 
     if not run_dir.file(rd.CONFIG).exists():
         run_dir.write_text(rd.CONFIG, render(cfg))
     teacher_file = teacher_path(cfg.distill, cfg.seed, run_dir)
-    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, teacher_file, quiet)
+    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, teacher_file, started_at)

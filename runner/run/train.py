@@ -5,16 +5,19 @@ from __future__ import annotations
 from runner.kernel import run_dir as rd
 
 
-def train(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), quiet: bool = False):
-    """Train `cfg` into `run_dir` (new if None); a run directory that holds this run continues where it stopped."""
+def train(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), started_at: float | None = None):
+    """Train `cfg` into `run_dir` (new if None); a run directory that holds this run continues where it stopped.
+
+    `started_at`: time.perf_counter() at the process's start, from which a single run's wall_s counts.
+    """
     if cfg.data.kfold is not None and cfg.data.kfold.fold is None:
         from runner.run.kfold import run_kfold
 
-        return run_kfold(cfg, run_dir, spec_path, extra_callbacks, quiet)
+        return run_kfold(cfg, run_dir, spec_path, extra_callbacks)
     if cfg.distill is not None:
         from runner.run.teacher import run_distilled
 
-        return run_distilled(cfg, run_dir, spec_path, extra_callbacks, quiet)
+        return run_distilled(cfg, run_dir, spec_path, extra_callbacks, started_at)
     from runner.run.experiment import run_experiment
 
-    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, quiet=quiet)
+    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, started_at=started_at)

@@ -262,7 +262,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         reporter = TrialReporter(trial, sweep.metric, prune=sweep.pruner is not None)
         from runner.run.train import train
 
-        train(trial_cfg, run_dir, spec_path=spec_path, quiet=True, extra_callbacks=[reporter])
+        train(trial_cfg, run_dir, spec_path=spec_path, extra_callbacks=[reporter])
         if reporter.stop_all:
             _say(f"trial {trial.number}: pruned after {reporter.step} epochs")
             raise optuna.TrialPruned()

@@ -1,0 +1,92 @@
+"""Quiet by default: TensorFlow's C++ start-up lines and library warnings stay off stderr (`--verbose` shows them).
+
+TensorFlow 2.21 writes absl/CUDA lines ("All log messages before absl::InitializeLog() ...", cudart stub,
+cuInit) from C++ while `import tensorflow` runs and when it first lists its devices, before
+TF_CPP_MIN_LOG_LEVEL applies; only the file descriptor can catch them. While that happens, fd 2 points at a
+temp file (no pipe: nothing would read it, and a full pipe blocks the writer); afterwards every line that is
+not one of those log lines is passed on, so a real error still shows.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import re
+import sys
+import warnings
+
+# absl's prefix: severity and MMDD, time (TF 2.21 writes seconds since the epoch as its seconds), thread id, file:line]
+_NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] ")
+_NATIVE_NOTES = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+                 # the second line of cpu_feature_guard's message
+                 "To enable the following instructions:")
+
+
+def native_noise(line: str) -> bool:
+    return bool(_NATIVE_LOG.match(line)) or line.startswith(_NATIVE_NOTES)
+
+
+class _CaptureFd2:
+    """fd 2 into a temp file for the duration; then its lines, less TensorFlow's native log, to stderr."""
+
+    def __enter__(self):
+        import tempfile
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        text = self._file.read().decode(errors="replace")
+        self._file.close()
+        kept = [line for line in text.splitlines(keepends=True) if not native_noise(line)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+        return False
+
+
+class _QuietTensorFlowImport:
+    """A sys.meta_path finder: finds `tensorflow` as usual and runs its import and its first device listing inside _CaptureFd2.
+
+    A finder rather than an early `import tensorflow`: each verb still imports TensorFlow only when it needs
+    it (train checks its data first, in seconds).
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once; and the lookup below must not find this finder again
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            with _CaptureFd2():
+                loader_exec(module)
+                # the first device listing initializes CUDA (cuInit's error on a CPU host); it does not
+                # initialize the logical devices, which configure_devices may still split
+                module.config.list_physical_devices("GPU")
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Before anything imports TensorFlow: keep its native logs and library warnings off stderr, unless verbose."""
+    if verbose or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    # library warnings (DeprecationWarning from a dependency, Keras's notes) are for their developers;
+    # dlrun's own warnings are printed lines, not the warnings module
+    warnings.simplefilter("ignore")
