@@ -26,7 +26,7 @@ def test_the_strategy_runs_on_the_devices_named(distribute, strategy):
 
 def test_one_device_with_jit_compile_trains_with_xla(tmp_path):
     from runner.kernel import run_dir as rd
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
     from runner.spec import load_config
 
     spec = digits_spec(tmp_path / "runs", distribute={"strategy": "one_device", "devices": ["/cpu:0"]},

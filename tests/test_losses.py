@@ -38,7 +38,7 @@ def test_huber_is_quadratic_within_delta_and_linear_beyond():
 
 def _train(tmp_path, spec):
     from runner.kernel import run_dir as rd
-    from runner.run.lifecycle import run_experiment
+    from runner.run.experiment import run_experiment
     from runner.spec import load_config
 
     cfg, _ = load_config(write_spec(tmp_path, spec))
