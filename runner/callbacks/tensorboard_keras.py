@@ -102,8 +102,8 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
             self._log_samples()
         # Keras flushes only at the end of training; a killed run keeps its finished epochs, a live
         # TensorBoard shows them
-        for writer in self._writers.values():
-            writer.flush()
+        for summary_writer in self._writers.values():
+            summary_writer.flush()
 
     def on_train_end(self, logs=None):
         with tf.summary.record_if(True):

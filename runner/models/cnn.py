@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from runner.language.fields import NonNegInt, PositiveInt
+from runner.language.fields import PositiveInt
 from runner.models.registry import Activated, ArchCommon, BatchNormed, dense_block, head, register_arch
 
 

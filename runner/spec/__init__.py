@@ -8,10 +8,10 @@ from runner.language.yaml12 import dump_yaml
 
 def load_config(path, overrides=()):
     """(Config, Loaded) for a spec file and its `--set` overrides; raises ConfigError with every problem."""
-    from runner.spec.validate import validate
+    from runner.spec.trials import validate_with_sweep
 
     loaded = load_spec(path, overrides)
-    return validate(loaded), loaded
+    return validate_with_sweep(loaded), loaded
 
 
 def render(cfg) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import copy
 import json
 import re
 from typing import Annotated, Any, Literal, Optional, Union
@@ -169,64 +168,9 @@ def override(key: str, value) -> str:
     return f"{key}={json.dumps(value)}"
 
 
-def _problem(line: str, arg: str) -> str:
-    """A validation line of the spec with one override applied, without its location prefix."""
-    for prefix in (f"--set {arg}: ", "<sweep>: "):
-        if line.startswith(prefix):
-            return line[len(prefix):]
-    return line
-
-
-def _metric_problem(sweep: Sweep, fields: dict) -> str | None:
-    from runner.spec.checks import task_hint
-    from runner.training.metrics import default_metrics
-
-    data, train = fields["data"], fields.get("train")
-    task = task_hint(data)
-    names = {"loss", *((train and train.metrics) or (default_metrics(task) if task else ["accuracy", "mae"]))}
-    metric = sweep.metric
-    base = metric.removeprefix("val_").removeprefix("test_")
-    if base not in names:
-        choices = sorted({p + n for n in names for p in ("", "val_", "test_")})
-        return f"not a logged metric; choose one of {', '.join(choices)}"
-    has_validation = data.splits.validation is not None or getattr(data, "kfold", None) is not None
-    if metric.startswith("val_") and not has_validation:
-        return f"'{metric}' needs a validation split, and data.splits.validation is null; received {metric!r}"
-    if metric.startswith("test_") and data.splits.test is None:
-        return f"'{metric}' needs a test split, and data.splits.test is null; received {metric!r}"
-    return None
-
-
-def check_sweep(cfg, own: set) -> list:
-    """(location inside the sweep block, message, value) for each bad key or value: every dotted key must exist
-    in the spec and take its domain's values, each applied like `--set` to the spec and validated. `own` holds
-    the dotted keys of the spec's own problems: they are reported at their own lines and blame no value."""
-    from runner.language.load import Loaded, apply_set
-    from runner.spec.validate import validate
-    from runner.kernel.errors import ConfigError
-
-    sweep = cfg.sweep
-    raw = cfg.model_dump(mode="json", exclude={"sweep"})
-    problems = []
-    if problem := _metric_problem(sweep, dict(cfg)):
-        problems.append((("metric",), problem, sweep.metric))
-    for key, domain in sweep.params.items():
-        if not _KEY.match(key) or key.split(".")[0] in _RESERVED:
-            problems.append((("params", key), f"must be a dotted key of the spec other than "
-                                              f"{' or '.join(_RESERVED)}, such as train.lr.base; received {key!r}", key))
-            continue
-        for value in sample_values(domain):
-            arg = override(key, value)
-            loaded = Loaded(copy.deepcopy(raw), {}, "<sweep>")
-            try:
-                apply_set(loaded, arg)
-                validate(loaded)
-            except ConfigError as e:
-                new = [p for p in (_problem(line, arg) for line in e.problems) if p.split(": ", 1)[0] not in own]
-                if new:
-                    problems.append((("params", key), f"value {value!r} is rejected: {new[0]}", value))
-                    break
-    return problems
+def trial_params(sweep: Sweep, params: dict) -> dict:
+    """An Optuna trial's params as spec values (choices that are lists or maps come back from JSON)."""
+    return {key: decode(sweep.params[key], value) if key in sweep.params else value for key, value in params.items()}
 
 
 def raise_problems(problems: list, prefix: tuple = ()) -> None:
@@ -235,21 +179,3 @@ def raise_problems(problems: list, prefix: tuple = ()) -> None:
         raise ValidationError.from_exception_data("Sweep", [
             InitErrorDetails(type=PydanticCustomError("sweep_rule", "{message}", {"message": message}),
                              loc=prefix + loc, input=value) for loc, message, value in problems])
-
-
-def trial_params(sweep: Sweep, params: dict) -> dict:
-    """An Optuna trial's params as spec values (choices that are lists or maps come back from JSON)."""
-    return {key: decode(sweep.params[key], value) if key in sweep.params else value for key, value in params.items()}
-
-
-def trial_config(cfg, params: dict):
-    """The config of one trial: the spec as resolved (file, extends, --set) with the trial's values applied like
-    `--set`, and no sweep block (a trial is one run). The same path as the check of `dlrun validate`."""
-    from runner.language.load import Loaded, apply_set
-    from runner.spec.validate import validate
-
-    loaded = Loaded(cfg.model_dump(mode="json"), {}, "<trial>")
-    for key, value in params.items():
-        apply_set(loaded, override(key, value))
-    apply_set(loaded, "sweep=null")
-    return validate(loaded)

@@ -204,12 +204,11 @@ def format_errors(error: ValidationError, loaded: Loaded, root) -> list[str]:
     return lines
 
 
-def validate(loaded: Loaded):
-    """Structure, types, ranges and registry names, then the cross-field rules, then the sweep's searched values
-    (each applied to the spec, whose own problems blame no value)."""
+def check(loaded: Loaded):
+    """(Config, the cross-field problems as (path, rule), every problem line so far); structure, types, ranges and
+    registry names raise ConfigError at once."""
     from runner.spec.checks import cross_checks
     from runner.spec.schema import Config
-    from runner.spec.sweep import check_sweep, raise_problems
 
     try:
         cfg = Config.model_validate(loaded.data)
@@ -219,11 +218,13 @@ def validate(loaded: Loaded):
     problems = [line for _, line in loaded.problems]
     problems += [f"{loaded.locate(path)}: {dotted(path)}: {rule}" for path, rule in own]
     problems.sort(key=line_order)
-    if cfg.sweep is not None:  # after the spec's own problems, which blame no searched value
-        try:
-            raise_problems(check_sweep(cfg, {dotted(path) for path, _ in own}), ("sweep",))
-        except ValidationError as e:
-            problems += format_errors(e, Loaded(loaded.data, loaded.where, loaded.origin), Config)
+    return cfg, own, problems
+
+
+def validate(loaded: Loaded):
+    """Structure, types, ranges and registry names, then the cross-field rules (the sweep's searched values are
+    checked above this, in trials.py)."""
+    cfg, _, problems = check(loaded)
     if problems:
         raise ConfigError(problems)
     return cfg

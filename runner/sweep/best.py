@@ -6,7 +6,8 @@ from pathlib import Path
 
 from runner.spec import render
 from runner.kernel.run_dir import atomic_write
-from runner.spec.sweep import trial_config, trial_params
+from runner.spec.sweep import trial_params
+from runner.spec.trials import trial_config
 
 
 def best_spec(cfg, trial) -> str:

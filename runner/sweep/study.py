@@ -7,7 +7,6 @@ import logging
 import os
 import secrets
 import socket
-import logging
 import time
 import warnings
 from collections import Counter
@@ -17,7 +16,8 @@ from runner.kernel import run_dir as rd
 from runner.spec import load_config
 from runner.kernel.errors import ConfigError, DlrunError, EnvironmentProblem, TrainingError
 from runner.sweep.best import write_best
-from runner.spec.sweep import Choice, IntRange, LogUniform, decode, encode, trial_config, trial_params
+from runner.spec.sweep import Choice, IntRange, LogUniform, decode, encode, trial_params
+from runner.spec.trials import trial_config
 
 SQLITE_BUSY_S = 60  # concurrent workers wait this long for SQLite's write lock instead of failing at once
 MAX_FAILURES_IN_A_ROW = 3  # trials failing one after another mean the spec, not the values, is broken

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 from runner.artifacts.plots import write_grid
 from runner.kernel.errors import ConfigError
