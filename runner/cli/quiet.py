@@ -83,8 +83,10 @@ def quiet_libraries(verbose: bool) -> None:
     """Before anything imports TensorFlow: keep its native logs and library warnings off stderr, unless verbose."""
     if verbose or "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    # 3: C++ ERROR lines too, such as tf.data's "NodeDef mentions attribute use_unbounded_threadpool" at a
+    # run's first epoch, which a user cannot act on; a crash still shows (FATAL) and --verbose shows all
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
     # library warnings (DeprecationWarning from a dependency, Keras's notes) are for their developers;
