@@ -194,7 +194,9 @@ def test_median_pruner_stops_a_clearly_bad_trial(tmp_path, capsys):
                       params={"train.lr.base": {"choice": [0.01, 1.0e-6]}})
     spec["seed"] = 1
     path = write_spec(tmp_path, spec)
-    assert run_sweep(path).splitlines()[-1].startswith("best spec: ")
+    summary = run_sweep(path)
+    assert summary.splitlines()[-1].startswith("best spec: ")
+    assert "finished 2/2 (1 complete, 1 pruned), 0 running, 0 queued, 0 failed" in summary
     study = load_study(tmp_path)
     assert states(study) == ["COMPLETE", "PRUNED"]
     good, bad = study.trials
@@ -204,6 +206,4 @@ def test_median_pruner_stops_a_clearly_bad_trial(tmp_path, capsys):
     assert bad.intermediate_values[1] < good.intermediate_values[1]
     history = (tmp_path / bad.user_attrs["run_dir"] / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 1  # header and the one epoch before the pruner stopped it
-    out, err = capsys.readouterr()
-    assert "dlrun sweep: trial 1: pruned after 1 epochs" in err
-    assert "finished 2/2 (1 complete, 1 pruned), 0 running, 0 queued, 0 failed" in out
+    assert "dlrun sweep: trial 1: pruned after 1 epochs" in capsys.readouterr().err

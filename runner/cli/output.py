@@ -8,9 +8,21 @@ import sys
 from runner.kernel.text import table
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler on whatever sys.stderr is when a message comes (pytest's capture swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def configure_messages() -> None:
     """Library code logs to the `runner` loggers; their messages are dlrun's own lines on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("runner")
     logger.handlers[:] = [handler]
