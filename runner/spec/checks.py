@@ -59,7 +59,7 @@ def cross_checks(cfg):
     task = task_hint(data)
     has_validation = data.splits.validation is not None or data.kfold is not None  # each fold validates
     metrics = train.metrics or []
-    known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    known = {"loss", *(train.metrics or default_metrics(task))}
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
