@@ -27,7 +27,9 @@ def batch():
 
 
 def fn_for(tmp_path, augment=(), batch_augment=(), info=RGB):
-    spec = {"name": "aug", "data": {"source": "sklearn", "name": "digits", "augment": list(augment),
+    # a spec of RGB images (`dlrun validate` refuses colour augmentations on sklearn's grayscale digits);
+    # only its augment blocks are used, on `info`
+    spec = {"name": "aug", "data": {"source": "tfds", "name": "cifar10", "augment": list(augment),
                                     "batch_augment": list(batch_augment)}, "model": {"arch": "mlp"}}
     cfg = load_config(str(write_spec(tmp_path, spec)), [])[0]
     return augment_fn(cfg.data, info)

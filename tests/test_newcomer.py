@@ -21,7 +21,8 @@ def _line(path, key: str, after: str = "") -> int:
     """The 1-based line of `key:` in a spec file, searching from the line of `after:`."""
     lines = path.read_text().splitlines()
     start = _line(path, after) if after else 0
-    return next(i for i, text in enumerate(lines[start:], start + 1) if text.strip().startswith(f"{key}:"))
+    return next(i for i, text in enumerate(lines[start:], start + 1)
+                if text.strip() == key or text.strip().startswith(f"{key}:"))
 
 
 # 1. a `splits` map is the whole set
@@ -142,6 +143,15 @@ def test_rules_found_at_run_time_before_are_reported_by_validate(tmp_path, capsy
         f"{shown}:{_line(path, 'steps_per_execution')}: train.steps_per_execution: Keras 3.15 fails with more "
         "than one step per execution under 2 replicas (\"You must feed a value for placeholder tensor\"); "
         "received 4; use 1 or auto"])
+
+
+def test_colour_augmentations_on_data_the_spec_says_is_not_rgb_are_refused_by_validate(tmp_path, capsys):
+    spec = digits_spec(tmp_path / "runs")
+    spec["data"]["augment"] = ["random_flip", "random_hue"]
+    path = write_spec(tmp_path, spec)
+    assert _validate(capsys, path) == (2, [
+        f"{os.path.relpath(path)}:{_line(path, '- random_hue')}: data.augment[1].random_hue: needs RGB images "
+        "(3 channels); sklearn's digits are 8x8x1 grayscale images"])
 
 
 def test_the_keras_app_names_are_those_of_the_installed_keras():

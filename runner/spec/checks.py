@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from runner.data.augment import AUGMENTATIONS
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import LOSSES
@@ -18,6 +19,16 @@ def task_hint(data) -> str | None:
         return task_of(data)
     task = getattr(data, "task", None)
     return None if task in (None, "auto") else task
+
+
+def _not_rgb(data) -> str | None:
+    """Why the inputs are not RGB images, when the spec alone tells (None when only the data can)."""
+    if data.source == "sklearn":
+        return ("sklearn's digits are 8x8x1 grayscale images" if data.name == "digits"
+                else f"sklearn's {data.name} is a table of features")
+    if data.source == "image_folder" and data.color_mode != "rgb":
+        return f"data.color_mode is {data.color_mode}"
+    return None
 
 
 def _monitors(cfg):
@@ -48,7 +59,7 @@ def cross_checks(cfg):
     task = task_hint(data)
     has_validation = data.splits.validation is not None or data.kfold is not None  # each fold validates
     metrics = train.metrics or []
-    known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    known = {"loss", *(train.metrics or default_metrics(task))}
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
@@ -96,6 +107,12 @@ def cross_checks(cfg):
                                           "regression loss")
     if data.batch_augment and LOSSES.get(train.loss.name).labels == "binary":
         yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
+
+    if why := _not_rgb(data):
+        for i, step in enumerate(data.augment):
+            name = next(iter(type(step).model_fields))
+            if AUGMENTATIONS.get(name).rgb_only:
+                yield ("data", "augment", i, name), f"needs RGB images (3 channels); {why}"
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":

@@ -16,7 +16,10 @@ def metric_names(task: str) -> list[str]:
     return METRICS.where(task=task)
 
 
-def default_metrics(task: str) -> list[str]:
+def default_metrics(task: str | None) -> list[str]:
+    """What a task logs without train.metrics; for a task the spec does not tell (None), what either may log."""
+    if task is None:
+        return METRICS.where(default=True)
     return METRICS.where(task="regression" if task == "regression" else "classification", default=True)
 
 
