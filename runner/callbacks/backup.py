@@ -178,6 +178,11 @@ def _assign(variables, arrays: dict, prefix: str, count: int) -> None:
         v.assign(value)
 
 
+def _optimizers(model) -> list:
+    """The model's optimizer, then any it also trains with (a GAN's discriminator optimizer, built by compile)."""
+    return [model.optimizer, *getattr(model, "extra_optimizers", ())]
+
+
 def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: dict, preemption=None):
     """The Keras callback that writes backups and restores one at the start of fit (see docs/fault-tolerance.md)."""
     import keras
@@ -236,7 +241,8 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
             return path
 
         def _groups(self):
-            return (("model", self.model.variables), ("optimizer", self.model.optimizer.variables),
+            optimizers = _optimizers(self.model)
+            return (("model", self.model.variables), ("optimizer", [v for o in optimizers for v in o.variables]),
                     ("metrics", self.model.metrics_variables))
 
         def on_train_begin(self, logs=None):
@@ -249,7 +255,8 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                         optimizer.build(self.model.trainable_variables)
                 try:
                     _assign(self.model.variables, arrays, "model", counts["model"])
-                    _assign(optimizer.variables, arrays, "optimizer", counts["optimizer"])
+                    _assign([v for o in _optimizers(self.model) for v in o.variables], arrays, "optimizer",
+                            counts["optimizer"])
                 except BackupInvalid as e:
                     raise EnvironmentProblem(f"backup {meta['file']} does not fit this model: {e}") from None
                 self._apply_lr_scale(meta["lr_scale"])

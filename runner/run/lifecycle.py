@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from runner.kernel import run_dir as rd
 from runner.spec import render
 from runner.kernel.errors import ConfigError, TrainingError
+from runner.run.teacher import gan_features  # task (issue 17)
+from runner.tasks.registry import TASKS  # task (issue 17)
 
 
 @dataclass
@@ -154,6 +156,9 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         from runner.training.distill import make_distiller, student_of
 
         teacher_file = teacher_path(cfg.distill, cfg.seed)
+    # ---- task (issue 17): a top-level task's hooks (runner/tasks/); a gan's FID classifier trains first ----
+    task = None if cfg.task == "supervised" else TASKS.get(cfg.task)
+    fid_file = gan_features(cfg) if cfg.task == "gan" else None
 
     # Only the chief writes the run directory. The other workers run the very same callbacks (their collective
     # ops must pair up with the chief's) and write into a temp dir instead
@@ -187,12 +192,15 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         run_dir.write_json(rd.ENV, {**environment(spec_path, strategy, speed), "data": info.to_json()})
 
         with strategy.scope():
-            preprocess = build_preprocess(cfg.data.preprocess, info, data.train_x)
-            model = build_model(cfg.model, info, preprocess, mode)
-            from_logits = outputs_logits(model)
-            if cfg.distill is not None:  # ---- distill (issue 4): the student trains inside a Distiller ----
-                model = make_distiller(cfg.distill, model, teacher_file, from_logits)
-            metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
+            if task is not None:  # ---- task (issue 17): the task builds and compiles its own model ----
+                model, from_logits, metric_names = task.builder(cfg, info, steps, speed), True, []
+            else:
+                preprocess = build_preprocess(cfg.data.preprocess, info, data.train_x)
+                model = build_model(cfg.model, info, preprocess, mode)
+                from_logits = outputs_logits(model)
+                if cfg.distill is not None:  # ---- distill (issue 4): the student trains inside a Distiller ----
+                    model = make_distiller(cfg.distill, model, teacher_file, from_logits)
+                metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
 
         augment = augment_fn(cfg.data, info)
 
@@ -214,7 +222,8 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
                               validation_data=val_ds)
         progress = Progress(run_dir, steps, n_train, resumed_from=start.resumed_from() if start.backup else None)
         nan_guard = NanGuard(steps)
-        user_callbacks = build_callbacks(cfg.callbacks, ctx)
+        user_callbacks = build_callbacks(cfg.callbacks if task is None else task.callbacks_config(cfg), ctx)
+        user_callbacks += task.callbacks(cfg, ctx, model) if task is not None else []  # task (issue 17)
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
         for cb in user_callbacks:  # Keras's own counters, reset by its on_train_begin
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
@@ -262,6 +271,11 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
                                                               "interrupted (second SIGINT)"))
                 raise
 
+        if task is not None:  # ---- task (issue 17): the task's own finish (model.keras, metrics.json) ----
+            metrics = task.finish(cfg, run_dir, model, info, eval_dataset(data.splits["train"], cfg.data, labels),
+                                  progress, started, fid_file)
+            run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
+            return RunResult(run_dir, metrics)
         history = _history(progress.rows)
         results = {"train": {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}}
         for split, ds in (("validation", val_ds), ("test", test_ds)):

@@ -8,6 +8,7 @@ from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import CLASSIFICATION_LOSSES
 from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, default_metrics
+from runner.tasks.registry import TASKS
 
 
 def task_hint(data) -> str | None:
@@ -45,6 +46,8 @@ def cross_checks(cfg):
     data, train = cfg.data, cfg.train
     if problem := _run_parent(cfg):
         yield problem
+    for name in TASKS.where(top_level=True):  # task (issue 17): each top-level task's rules (and its keys' misuse)
+        yield from TASKS.get(name).checks(cfg)
     task = task_hint(data)
     has_validation = data.splits.validation is not None
     metrics = train.metrics or []
