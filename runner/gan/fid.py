@@ -4,6 +4,7 @@ says about the samples: class agreement (conditional) and the class mix (uncondi
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype("float64"), b.astype("float64")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    with warnings.catch_warnings():  # a near-singular product (collapsed samples) is handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
     if not np.isfinite(root).all():  # a singular product: the usual offset on the diagonals
         offset = np.eye(len(s_a)) * 1e-6
         root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
