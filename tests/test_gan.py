@@ -174,3 +174,24 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path):
     assert meta["counts"]["optimizer"] == ref_meta["counts"]["optimizer"] > 2 * 4
     assert sorted(state) == sorted(ref_state)
     assert [k for k in state if not np.array_equal(state[k], ref_state[k])] == []
+
+
+@pytest.mark.slow
+def test_mnist_recipe_runs_one_epoch_on_mock_data(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from runner.spec import load_config
+
+    spec = "experiments/mnist_gan.yaml"
+    cfg = load_config(spec, [])[0]
+    builder = tfds.builder(cfg.data.name, data_dir=str(tmp_path))
+    builder.data_path.mkdir(parents=True)
+    builder.info.write_to_directory(builder.data_path)  # the real metadata files of a prepared folder
+    with tfds.testing.mock_data(num_examples=32):
+        code = main(["train", spec, "--run-dir", str(tmp_path / "run"), "--set", "train.epochs=1",
+                     "--set", "data.batch_size=16", "--set", f"data.data_dir={tmp_path}", "--set", "gan.fid=null",
+                     "--set", "callbacks.tensorboard=null"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and "gan" not in metrics
+    assert png_size(tmp_path / "run" / "samples.png") == (8 * 113 + 1, 8 * 113 + 1)  # 28x28 upscaled x4

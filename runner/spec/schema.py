@@ -24,14 +24,13 @@ from runner.tasks import gan as _gan  # noqa: F401  (registers the gan task)
 from runner.tasks.registry import TASKS
 
 Data = tagged_union(SOURCES, "source", "data source")
-Model = tagged_union(ARCHS, "arch", "arch")
 Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer", bare_name=True)
 Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "number", "exclusiveMinimum": 0})
 Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
 # ---- task (issue 17): a task chosen by the top-level `task:` may bring its own model block (gan: two networks),
 # picked by its keys, since a field cannot see its sibling `task:` (checks.py pairs them) ----
 TOP_TASKS = TASKS.where(top_level=True)
-AnyModel = tagged_union(ARCHS, "arch", "arch", more=tuple(
+Model = tagged_union(ARCHS, "arch", "arch", more=tuple(
     (name, TASKS.get(name).model, lambda v, keys=tuple(TASKS.get(name).model.model_fields):
         isinstance(v, dict) and "arch" not in v and any(k in v for k in keys)) for name in TOP_TASKS))
 
@@ -149,8 +148,8 @@ class Config(Strict):
     task: Literal[("supervised", *TOP_TASKS)] = Field(  # task (issue 17)
         "supervised", description="supervised (classification/regression, from the labels) or gan (see docs/gan.md)")
     data: Data = Field(description="where examples come from and how they are fed")
-    model: AnyModel = Field(description="an arch by name, or a plain `layers:` list; task gan: "
-                                        "{generator, discriminator, latent_dim, conditional}")
+    model: Model = Field(description="an arch by name, or a plain `layers:` list; task gan: "
+                                     "{generator, discriminator, latent_dim, conditional}")
     train: Train = Field(default_factory=Train, description="optimization")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="callbacks by name")
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
