@@ -111,6 +111,8 @@ def gan_checks(cfg):
         yield ("distill",), "task: gan has no distillation; remove distill"
     if cfg.data.batch_augment:
         yield ("data", "batch_augment"), "mixup and cutmix mix labels; task: gan has none to mix"
+    if cfg.data.kfold is not None:
+        yield ("data", "kfold"), "k-fold cross-validation scores a predictor on held-out folds; remove it for task: gan"
     if cfg.data.preprocess:
         yield ("data", "preprocess"), ("task: gan maps the data's raw value range onto the generator's [-1, 1] "
                                        "itself; remove data.preprocess")

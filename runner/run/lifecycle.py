@@ -120,6 +120,19 @@ class _Fit:
                 keras.callbacks.TensorBoard.on_train_end(cb)
 
 
+def _export(cfg, run_dir, chief: bool, quiet: bool) -> None:
+    """Export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved."""
+    if cfg.export and chief:  # other workers' run dirs are throwaway temp dirs
+        from runner.tools.export import export_run, format_results
+        from runner.tools.open_run import open_run
+
+        exports = export_run(open_run(run_dir.path), cfg.export)
+        if not quiet:
+            print(format_results(exports))
+        for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
+            print(f"warning: {failed['error']}", file=sys.stderr)
+
+
 def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet: bool = False,
                    extra_callbacks=()) -> RunResult:
     """Train `cfg` into `run_dir`; a run directory that already holds this run continues from its last backup."""
@@ -274,6 +287,7 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         if task is not None:  # ---- task (issue 17): the task's own finish (model.keras, metrics.json) ----
             metrics = task.finish(cfg, run_dir, model, info, eval_dataset(data.splits["train"], cfg.data, labels),
                                   progress, started, fid_file)
+            _export(cfg, run_dir, chief, quiet)
             run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
             return RunResult(run_dir, metrics)
         history = _history(progress.rows)
@@ -302,16 +316,6 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
 
             write_hparams(run_dir)
         # ---- tracking: end ----
-        # ---- export (issue 9): the spec's `export:` formats into RUN_DIR/export/, from the model.keras just saved ----
-        if cfg.export and chief:  # other workers' run dirs are throwaway temp dirs
-            from runner.tools.export import export_run, format_results
-            from runner.tools.open_run import open_run
-
-            exports = export_run(open_run(run_dir.path), cfg.export)
-            if not quiet:
-                print(format_results(exports))
-            for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
-                print(f"warning: {failed['error']}", file=sys.stderr)
-        # ---- export: end ----
+        _export(cfg, run_dir, chief, quiet)
         run_dir.write_json(rd.STATUS, progress.status("completed", metrics["epochs_run"]))
         return RunResult(run_dir, metrics)
