@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def build(cfg, info, steps_per_epoch: int, speed):
     """The GAN model compiled with its two optimizers; call inside strategy.scope()."""
@@ -49,7 +47,9 @@ def callbacks(cfg, ctx, model) -> list:
     return [sample_callback(model, ctx.run_dir, grid, cfg.seed, tensorboard)]
 
 
-def _real_images(dataset, n: int) -> np.ndarray:
+def _real_images(dataset, n: int):
+    import numpy as np
+
     return np.concatenate([x for x, _ in dataset.as_numpy_iterator()])[:n]
 
 
@@ -66,7 +66,7 @@ def _initial_generator(cfg, info, value_range):
     return keras.Model(generator.inputs, image)
 
 
-def evaluate(cfg, model, info, real: np.ndarray, features_file: str) -> dict:
+def evaluate(cfg, model, info, real, features_file: str) -> dict:
     """gan.fid, gan.fid_initial and class_agreement / class_fractions on the same fixed noise."""
     from runner.gan.fid import Features, quality
     from runner.gan.samples import generate, grid_labels, noise
