@@ -92,6 +92,31 @@ def test_validate_names_each_gan_rule_with_its_line(tmp_path, capsys):
             "remove data.preprocess") in err
 
 
+def test_frechet_distance_of_gaussian_fits():
+    from runner.gan.fid import frechet_distance
+
+    x = np.random.default_rng(0).standard_normal((500, 4))
+    assert abs(frechet_distance(x, x)) < 1e-9
+    # a shift of the mean by (3, 4, 0, 0) adds |shift|^2 = 25; the covariances are equal
+    assert abs(frechet_distance(x, x + [3.0, 4.0, 0.0, 0.0]) - 25.0) < 1e-9
+    # N(0, I) against N(0, 4 I) in 4 dimensions: Tr(I + 4I - 2 * 2I) = 4, up to the samples' own spread
+    y = np.random.default_rng(1).standard_normal((200_000, 4))
+    assert abs(frechet_distance(y[:100_000], 2 * y[100_000:]) - 4.0) < 0.05
+
+
+def test_inception_features_need_the_weights_in_the_keras_cache(tmp_path, monkeypatch):
+    from runner.gan.fid import INCEPTION, Features
+    from runner.kernel.errors import ConfigError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as e:
+        Features(INCEPTION)
+    assert str(e.value) == (
+        f"gan.fid.features: inception_v3 needs Keras's ImageNet weights in the Keras cache ({tmp_path}/models/"
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5), and dlrun does not download; copy the file "
+        "there, or give a classifier (a run directory, a .keras file or a .yaml spec)")
+
+
 def test_summary_shows_both_networks(tmp_path, capsys):
     assert main(["summary", str(write_spec(tmp_path, gan_spec(tmp_path)))]) == 0
     out = capsys.readouterr().out
