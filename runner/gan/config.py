@@ -18,7 +18,6 @@ _Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "numbe
 # the discriminator's adversarial loss and the generator's, by name (Goodfellow 2014; Lim & Ye 2017;
 # Gulrajani et al. 2017); runner/gan/model.py implements them
 LOSSES = ("non_saturating", "hinge", "wgan_gp")
-MODEL_KEYS = ("generator", "discriminator", "latent_dim", "conditional")
 
 
 def _network_shorthand(value):

@@ -20,7 +20,7 @@ from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
 from runner.spec.sweep import Sweep, check_sweep
-from runner.tasks import gan as _gan  # noqa: F401  (registers the gan task)
+import runner.tasks.gan  # noqa: F401  (registers the gan task)
 from runner.tasks.registry import TASKS
 
 Data = tagged_union(SOURCES, "source", "data source")
@@ -30,6 +30,7 @@ Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
 # ---- task (issue 17): a task chosen by the top-level `task:` may bring its own model block (gan: two networks),
 # picked by its keys, since a field cannot see its sibling `task:` (checks.py pairs them) ----
 TOP_TASKS = TASKS.where(top_level=True)
+GanTrain, GanOptions = TASKS.get("gan").train_block, TASKS.get("gan").config
 Model = tagged_union(ARCHS, "arch", "arch", more=tuple(
     (name, TASKS.get(name).model, lambda v, keys=tuple(TASKS.get(name).model.model_fields):
         isinstance(v, dict) and "arch" not in v and any(k in v for k in keys)) for name in TOP_TASKS))
@@ -58,9 +59,9 @@ class Train(Strict):
                             "learning rate")
     nan_retries: PositiveInt = Field(3, description="rollback: how many times to retry before failing")
     nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: learning-rate multiplier per retry")
-    discriminator: Optional[TASKS.get("gan").train_block] = Field(  # task (issue 17)
-        None, description="task gan: the discriminator's {optimizer, lr, steps}; unset ones follow train.optimizer "
-                          "and train.lr")
+    discriminator: Optional[GanTrain] = Field(  # task (issue 17)
+        None, description="task gan: the discriminator's {optimizer, lr, steps}; without it the discriminator "
+                          "trains with train.optimizer and train.lr")
 
     @model_validator(mode="before")
     @classmethod
@@ -155,7 +156,7 @@ class Config(Strict):
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
-    gan: Optional[TASKS.get("gan").config] = Field(  # task (issue 17)
+    gan: Optional[GanOptions] = Field(  # task (issue 17)
         None, description="task gan: loss, EMA, sample grid and FID (see docs/gan.md)")
     export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
         default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
