@@ -91,6 +91,11 @@ def test_validate_names_each_gan_rule_with_its_line(tmp_path, capsys):
     assert ("data.preprocess: task: gan maps the data's raw value range onto the generator's [-1, 1] itself; "
             "remove data.preprocess") in err
 
+    spec = gan_spec(tmp_path, callbacks={"early_stopping": {"monitor": "accuracy"}})
+    assert main(["validate", str(write_spec(tmp_path, spec))]) == 2
+    assert ("callbacks.early_stopping.monitor: 'accuracy' is not logged; choose one of d_loss, g_loss, loss, "
+            "val_d_loss, val_g_loss, val_loss") in capsys.readouterr().err
+
 
 def test_frechet_distance_of_gaussian_fits():
     from runner.gan.fid import frechet_distance

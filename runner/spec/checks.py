@@ -52,6 +52,8 @@ def cross_checks(cfg):
     has_validation = data.splits.validation is not None
     metrics = train.metrics or []
     known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    if cfg.task != "supervised":  # task (issue 17): what a top-level task logs
+        known = set(TASKS.get(cfg.task).logs)
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "

@@ -11,6 +11,7 @@ TASKS.register(
     top_level=True,  # chosen by the spec's top-level `task:`, not inferred from the labels
     model=GanModel,  # the `model:` block of this task
     train_block=DiscriminatorTrain,  # train.discriminator
+    logs=("loss", "d_loss", "g_loss"),  # what fit logs (val_ too, with a validation split): callbacks may monitor
     checks=gan_checks,  # (key path, rule) cross-field rules, run by dlrun validate
     callbacks_config=hooks.callbacks_config,  # the spec's callbacks as this task runs them
     callbacks=hooks.callbacks,  # extra Keras callbacks (the epoch sample grid)
