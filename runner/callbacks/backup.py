@@ -267,17 +267,18 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                 self.save(0, 0)  # the initial state: a NaN rollback or a resume always has a backup to go to
 
         def _apply_lr_scale(self, saved_scale: float) -> None:
-            """Bring the learning rate to `lr_scale` times the configured one after restoring `saved_scale`."""
-            optimizer = self.model.optimizer
-            lr = optimizer._learning_rate  # the schedule itself; the public property evaluates it
+            """Bring each optimizer's learning rate to `lr_scale` times the configured one after restoring
+            `saved_scale`."""
             scaled = scaled_schedule_class()
-            if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-                base = lr.schedule if isinstance(lr, scaled) else lr
-                if self.lr_scale != 1.0 or base is not lr:
-                    optimizer.learning_rate = scaled(base, self.lr_scale) if self.lr_scale != 1.0 else base
-                    self.model.make_train_function(force=True)  # the traced step captured the old schedule
-            elif self.lr_scale != saved_scale:  # a plain rate is a variable, restored at saved_scale
-                optimizer.learning_rate = float(keras.ops.convert_to_numpy(lr)) * self.lr_scale / saved_scale
+            for optimizer in _optimizers(self.model):
+                lr = optimizer._learning_rate  # the schedule itself; the public property evaluates it
+                if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+                    base = lr.schedule if isinstance(lr, scaled) else lr
+                    if self.lr_scale != 1.0 or base is not lr:
+                        optimizer.learning_rate = scaled(base, self.lr_scale) if self.lr_scale != 1.0 else base
+                        self.model.make_train_function(force=True)  # the traced step captured the old schedule
+                elif self.lr_scale != saved_scale:  # a plain rate is a variable, restored at saved_scale
+                    optimizer.learning_rate = float(keras.ops.convert_to_numpy(lr)) * self.lr_scale / saved_scale
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
