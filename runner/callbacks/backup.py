@@ -161,6 +161,11 @@ def _assign(variables, arrays: dict, prefix: str, count: int) -> None:
         v.assign(value)
 
 
+def _optimizers(model) -> list:
+    """The model's optimizer, then any it also trains with (a GAN's discriminator optimizer, built by compile)."""
+    return [model.optimizer, *getattr(model, "extra_optimizers", ())]
+
+
 def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: dict, preemption=None):
     """The Keras callback that writes backups and restores one at the start of fit (see docs/fault-tolerance.md)."""
     import keras
@@ -216,7 +221,8 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
             return path
 
         def _groups(self):
-            return (("model", self.model.variables), ("optimizer", self.model.optimizer.variables),
+            optimizers = _optimizers(self.model)
+            return (("model", self.model.variables), ("optimizer", [v for o in optimizers for v in o.variables]),
                     ("metrics", self.model.metrics_variables))
 
         def on_train_begin(self, logs=None):
@@ -231,7 +237,8 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                 counts = meta["counts"]
                 try:
                     _assign(self.model.variables, arrays, "model", counts["model"])
-                    _assign(optimizer.variables, arrays, "optimizer", counts["optimizer"])
+                    _assign([v for o in _optimizers(self.model) for v in o.variables], arrays, "optimizer",
+                            counts["optimizer"])
                 except BackupInvalid as e:
                     raise EnvironmentProblem(f"backup {meta['file']} does not fit this model: {e}") from None
                 self._apply_lr_scale(meta["lr_scale"])
@@ -242,17 +249,18 @@ def make_backup_callback(folder: Path, every, steps_per_epoch: int, stateful: di
                 self.save(0, 0)  # the initial state: a NaN rollback or a resume always has a backup to go to
 
         def _apply_lr_scale(self, saved_scale: float) -> None:
-            """Bring the learning rate to `lr_scale` times the configured one after restoring `saved_scale`."""
-            optimizer = self.model.optimizer
-            lr = optimizer._learning_rate  # the schedule itself; the public property evaluates it
+            """Bring each optimizer's learning rate to `lr_scale` times the configured one after restoring
+            `saved_scale`."""
             scaled = scaled_schedule_class()
-            if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-                base = lr.schedule if isinstance(lr, scaled) else lr
-                if self.lr_scale != 1.0 or base is not lr:
-                    optimizer.learning_rate = scaled(base, self.lr_scale) if self.lr_scale != 1.0 else base
-                    self.model.make_train_function(force=True)  # the traced step captured the old schedule
-            elif self.lr_scale != saved_scale:  # a plain rate is a variable, restored at saved_scale
-                optimizer.learning_rate = float(keras.ops.convert_to_numpy(lr)) * self.lr_scale / saved_scale
+            for optimizer in _optimizers(self.model):
+                lr = optimizer._learning_rate  # the schedule itself; the public property evaluates it
+                if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+                    base = lr.schedule if isinstance(lr, scaled) else lr
+                    if self.lr_scale != 1.0 or base is not lr:
+                        optimizer.learning_rate = scaled(base, self.lr_scale) if self.lr_scale != 1.0 else base
+                        self.model.make_train_function(force=True)  # the traced step captured the old schedule
+                elif self.lr_scale != saved_scale:  # a plain rate is a variable, restored at saved_scale
+                    optimizer.learning_rate = float(keras.ops.convert_to_numpy(lr)) * self.lr_scale / saved_scale
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch

@@ -136,11 +136,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from runner.kernel.errors import ConfigError
     from runner.tools.open_run import open_run
 
     run = open_run(args.run_dir)
     from runner.tools.predict import format_records, predict_run
 
+    if run.cfg.task == "gan":  # task gan: a grid of new samples, no inputs
+        from runner.tools.predict import sample_grid
+
+        if args.inputs:
+            raise ConfigError(f"{args.run_dir} is a gan run: predict draws new samples (--samples N, --class K) "
+                              f"and reads no inputs; received {args.inputs[0]}")
+        print(sample_grid(run, args.samples, args.label, args.out, args.unsafe))
+        return 0
+    if not args.inputs:
+        raise ConfigError("predict: name the inputs to predict (image files, a .csv, a .txt of lines, an .npz)")
     print(format_records(predict_run(run, args.inputs, args.top_k, args.unsafe), args.style))
     return 0
 
@@ -262,12 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict image files, CSV rows, text lines or .npz arrays")
     _add_run_dir(p)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, a .csv, a .txt of lines, an .npz")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, a .csv, a .txt of lines, an .npz "
+                                                             "(none for a gan run)")
     style = p.add_mutually_exclusive_group()
     style.add_argument("--json", dest="style", action="store_const", const="json", help="print JSON")
     style.add_argument("--csv", dest="style", action="store_const", const="csv", help="print CSV")
     p.set_defaults(style="table")
     p.add_argument("--top-k", type=_positive, default=3, metavar="K", help="classes shown per input (default 3)")
+    p.add_argument("--samples", type=_positive, default=64, metavar="N", help="gan run: images in the grid (default 64)")
+    p.add_argument("--class", dest="label", type=int, metavar="K", help="conditional gan run: samples of class K")
+    p.add_argument("--out", metavar="FILE.png", help="gan run: the grid's file (default RUN_DIR/samples-<N>.png)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a run's model for serving, checked by the runtime that reads it")

@@ -34,16 +34,21 @@ class Shorthand:
         return {"anyOf": [*self.alternatives, handler(core_schema)]}
 
 
-def tagged_union(registry: Registry, key: str | None, kind: str, bare_name: bool = False, also: dict | None = None):
+def tagged_union(registry: Registry, key: str | None, kind: str, bare_name: bool = False, also: dict | None = None,
+                 more: tuple = ()):
     """A union of the registry's config models picked by `key` (or, if None, by a one-key map's key).
 
-    bare_name: a plain string names the variant (`optimizer: adam`); also: one more JSON Schema short form.
+    bare_name: a plain string names the variant (`optimizer: adam`); also: one more JSON Schema short form;
+    more: (tag, config model, predicate) variants outside the registry, picked when predicate(value) holds.
     """
     # the variant whose tag has a default (`schedule: constant`) is picked when the key is left out
     defaults = [e.name for e in registry.entries()
                 if key and key in e.config.model_fields and not e.config.model_fields[key].is_required()]
 
     def pick(value: Any):
+        for tag, model, holds in more:
+            if isinstance(value, model) or holds(value):
+                return tag
         if isinstance(value, dict):
             if key is None:
                 return next(iter(value)) if len(value) == 1 else None
@@ -52,7 +57,8 @@ def tagged_union(registry: Registry, key: str | None, kind: str, bare_name: bool
             return getattr(value, key) if key else next(iter(type(value).model_fields))
         return None
 
-    variants = tuple(Annotated[e.config, Tag(e.name)] for e in registry.entries())
+    variants = tuple(Annotated[e.config, Tag(e.name)] for e in registry.entries()) + tuple(
+        Annotated[model, Tag(tag)] for tag, model, _ in more)
     metadata = [Discriminator(pick, custom_error_type="unknown_name", custom_error_message=f"unknown {kind}",
                               custom_error_context={"kind": kind, "key": key or "", "registry": registry.kind})]
     alternatives = ([{"type": "string", "enum": registry.names()}] if bare_name else []) + ([also] if also else [])

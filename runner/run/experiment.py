@@ -8,9 +8,9 @@ from runner.run.rollback import fit_with_rollback
 
 
 def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), teacher_file=None,
-                   started_at: float | None = None) -> RunResult:
+                   started_at: float | None = None, fid_file: str | None = None) -> RunResult:
     """prepare -> fit (with the spec's NaN policy) -> finish; a run directory holding this run continues it."""
-    exp = prepare(cfg, run_dir, spec_path, extra_callbacks, teacher_file, started_at)
+    exp = prepare(cfg, run_dir, spec_path, extra_callbacks, teacher_file, started_at, fid_file)
     with exp.stack:
         fit_with_rollback(exp)
         return finish(exp)

@@ -149,6 +149,9 @@ class Experiment:
     backup_cb: object
     runner: "_Fit"
     start: object
+    labels: object = None  # the label encoding of this run's loss
+    task: object = None  # a top-level task's TASKS entry (gan), which builds, calls back and finishes its own way
+    fid_file: str | None = None  # gan: the classifier whose features FID is measured in
     started_at: float = 0.0  # perf_counter at the process's start (the CLI's), from which wall_s counts
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -158,11 +161,11 @@ class Experiment:
 
 
 def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks=(), teacher_file=None,
-            started_at: float | None = None) -> Experiment:
+            started_at: float | None = None, fid_file: str | None = None) -> Experiment:
     """Seeds, strategy, run directory (locked), resume point, data, model, compile and callbacks.
 
     `run_dir` holding this run's config.yaml continues from its newest backup; `teacher_file` is the distillation
-    teacher's .keras file when cfg.distill is set (run/teacher.py resolves it). Use the result as a context manager:
+    teacher's .keras file when cfg.distill is set, `fid_file` a GAN's FID classifier (run/teacher.py resolves both). Use the result as a context manager:
     it holds the run-directory lock and the signal handlers until `finish`.
     """
     import keras
@@ -181,11 +184,13 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     from runner.run.lock import RunLock
     from runner.run.resume import Start, check_config, latest_backup
     from runner.run.signals import Preemption
+    from runner.tasks.registry import TASKS
     from runner.training.compile_options import compile_model, label_mode, resolve_speed
 
     if cfg.train.nan_policy == "rollback" and cfg.callbacks.backup is None:
         raise ConfigError("train.nan_policy: 'rollback' restores the last backup, and callbacks.backup is null; "
                           "enable callbacks.backup or set train.nan_policy: fail")
+    task = None if cfg.task == "supervised" else TASKS.get(cfg.task)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -228,14 +233,17 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         run_dir.write_json(rd.ENV, {**environment(spec_path, strategy, speed), "data": info.to_json()})
 
         with strategy.scope():
-            preprocess = build_preprocess(cfg.data.preprocess, info, data.train_x)
-            model = build_model(cfg.model, info, preprocess, mode)
-            from_logits = outputs_logits(model)
-            if cfg.distill is not None:  # the student trains inside a Distiller with its frozen teacher
-                from runner.training.distill import make_distiller
+            if task is not None:  # the task builds and compiles its own model
+                model, from_logits, metric_names = task.builder(cfg, info, steps, speed), True, []
+            else:
+                preprocess = build_preprocess(cfg.data.preprocess, info, data.train_x)
+                model = build_model(cfg.model, info, preprocess, mode)
+                from_logits = outputs_logits(model)
+                if cfg.distill is not None:  # the student trains inside a Distiller with its frozen teacher
+                    from runner.training.distill import make_distiller
 
-                model = make_distiller(cfg.distill, model, teacher_file, from_logits)
-            metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
+                    model = make_distiller(cfg.distill, model, teacher_file, from_logits)
+                metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
 
         augment = augment_fn(cfg.data, info)
 
@@ -257,7 +265,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
                               validation_data=val_ds)
         progress = Progress(run_dir, steps, n_train, resumed_from=start.resumed_from() if start.backup else None)
         nan_guard = NanGuard(steps)
-        user_callbacks = build_callbacks(cfg.callbacks, ctx)
+        user_callbacks = build_callbacks(cfg.callbacks if task is None else task.callbacks_config(cfg), ctx)
+        user_callbacks += task.callbacks(cfg, ctx, model) if task is not None else []
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
         for cb in user_callbacks:  # Keras's own counters, reset by its on_train_begin
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
@@ -274,7 +283,7 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         stack.close()
         raise
     return Experiment(cfg, run_dir, strategy, chief, data, mode, steps, model, from_logits, metric_names,
-                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start,
+                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start, labels, task, fid_file,
                       started_at=time.perf_counter() if started_at is None else started_at, stack=stack)
 
 
@@ -299,6 +308,8 @@ def finish(exp: Experiment) -> RunResult:
     from runner.training.compile_options import portable_compile
 
     cfg, run_dir, model = exp.cfg, exp.run_dir, exp.model
+    if exp.task is not None:
+        return _finish_task(exp)
     history = _history(exp.progress.rows)
     results = {"train": {k: float(v[-1]) for k, v in history.items() if not k.startswith("val_")}}
     for split, ds in (("validation", exp.val_ds), ("test", exp.test_ds)):
@@ -335,5 +346,26 @@ def finish(exp: Experiment) -> RunResult:
                                exp.mode, cfg.data.batch_size)
         for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
             log.warning(f"warning: {failed['error']}")
+    run_dir.write_json(rd.STATUS, exp.progress.status("completed", metrics["epochs_run"]))
+    return RunResult(run_dir, metrics, exports)
+
+
+def _finish_task(exp: Experiment) -> RunResult:
+    """A top-level task's own finish (gan: model.keras, metrics.json, samples, FID), then its exports."""
+    from runner.data.pipeline import eval_dataset
+
+    cfg, run_dir = exp.cfg, exp.run_dir
+    metrics = exp.task.finish(cfg, run_dir, exp.model, exp.info,
+                              eval_dataset(exp.data.splits["train"], cfg.data, exp.labels), exp.progress,
+                              exp.started_at, exp.fid_file)
+    exports = []
+    if cfg.export and exp.chief:  # what model.keras holds (the averaged generator, in the data's range)
+        import keras
+
+        from runner.gan.export import export_generator
+
+        saved = run_dir.file(rd.MODEL)
+        exports = export_generator(keras.saving.load_model(saved), saved, cfg.export, run_dir.subdir(rd.EXPORT),
+                                   cfg.seed)
     run_dir.write_json(rd.STATUS, exp.progress.status("completed", metrics["epochs_run"]))
     return RunResult(run_dir, metrics, exports)

@@ -1,6 +1,7 @@
-"""Distillation over the lifecycle: the teacher (a run directory, a .keras file, or a spec trained first in its own
-run directory), then the student. The student's run directory records which run is its teacher, so resuming the
-student resumes an interrupted teacher instead of training a new one."""
+"""Runs that need a model trained first: the distillation teacher, or the classifier in whose features a GAN's FID
+is measured (a run directory, a .keras file, or a spec trained first in its own run directory). The dependent
+run's directory records which run trained that model, so resuming it resumes an interrupted teacher instead of
+training a new one."""
 
 from __future__ import annotations
 
@@ -15,48 +16,68 @@ from runner.training.distill import Distill
 
 def teacher_path(cfg_distill: Distill, seed: int, student_dir: rd.RunDir | None = None) -> str:
     """The teacher's .keras file; a spec teacher is trained (or its interrupted run resumed) first."""
-    path = cfg_distill.teacher
+    return trained_model(cfg_distill.teacher, seed, "distill.teacher", student_dir)
+
+
+def gan_features(cfg, run_dir: rd.RunDir | None = None) -> str | None:
+    """task gan: the FID classifier's .keras file (a spec trains first, as a teacher does), or inception_v3;
+    None without gan.fid."""
+    from runner.gan.fid import INCEPTION
+
+    fid = cfg.gan.fid if cfg.gan is not None else None
+    if fid is None:
+        return None
+    return INCEPTION if fid.features == INCEPTION else trained_model(fid.features, cfg.seed, "gan.fid.features",
+                                                                     run_dir)
+
+
+def trained_model(path: str, seed: int, key: str, dependent: rd.RunDir | None = None) -> str:
+    """The .keras file of a run directory, a .keras file, or a .yaml spec trained (or resumed) first."""
     if path.endswith((".yaml", ".yml")):
-        return _trained_teacher(path, seed, student_dir)
+        return _trained(path, seed, key, dependent)
     model = os.path.join(path, rd.MODEL) if os.path.isdir(path) else path
     if not (model.endswith(".keras") and os.path.isfile(model)):
-        raise ConfigError(f"distill.teacher: {path} is neither a run directory with model.keras, a .keras file "
-                          f"nor a .yaml spec; point it at a finished run (runs/<name>/<run>) or a teacher spec")
+        raise ConfigError(f"{key}: {path} is neither a run directory with model.keras, a .keras file "
+                          f"nor a .yaml spec; point it at a finished run (runs/<name>/<run>) or a "
+                          f"{key.split('.')[-1]} spec")
     return model
 
 
-def _trained_teacher(spec: str, seed: int, student_dir: rd.RunDir | None) -> str:
+def _trained(spec: str, seed: int, key: str, dependent: rd.RunDir | None) -> str:
     import keras
 
     from runner.run.experiment import run_experiment
     from runner.spec import load_config
 
     if not os.path.isfile(spec):
-        raise ConfigError(f"distill.teacher: spec {spec} not found (relative paths start from the current "
+        raise ConfigError(f"{key}: spec {spec} not found (relative paths start from the current "
                           f"directory, {os.getcwd()})")
-    record = student_dir.file(rd.TEACHER) if student_dir is not None else None
-    teacher_dir = None
+    record = dependent.file(rd.TEACHER) if dependent is not None else None
+    trained_dir = None
     if record is not None and record.is_file():
-        teacher_dir = rd.RunDir(json.loads(record.read_text())["run_dir"])
-    if teacher_dir is not None and teacher_dir.file(rd.MODEL).is_file():
-        model = teacher_dir.file(rd.MODEL)  # trained before the student was interrupted
+        trained_dir = rd.RunDir(json.loads(record.read_text())["run_dir"])
+    if trained_dir is not None and trained_dir.file(rd.MODEL).is_file():
+        model = trained_dir.file(rd.MODEL)  # trained before the dependent run was interrupted
     else:
-        teacher_cfg, _ = load_config(teacher_dir.file(rd.CONFIG) if teacher_dir else spec)
-        teacher_dir = teacher_dir or rd.RunDir.create(teacher_cfg.output.dir, teacher_cfg.name)
+        trained_cfg, _ = load_config(trained_dir.file(rd.CONFIG) if trained_dir else spec)
+        trained_dir = trained_dir or rd.RunDir.create(trained_cfg.output.dir, trained_cfg.name)
         if record is not None:
-            rd.atomic_write(record, lambda f: json.dump({"spec": spec, "run_dir": str(teacher_dir.path)}, f))
-        model = run_experiment(teacher_cfg, teacher_dir, spec_path=spec).run_dir.file(rd.MODEL)
-    keras.utils.set_random_seed(seed)  # the student starts from the same state as without a teacher
+            rd.atomic_write(record, lambda f: json.dump({"spec": spec, "run_dir": str(trained_dir.path)}, f))
+        model = run_experiment(trained_cfg, trained_dir, spec_path=spec).run_dir.file(rd.MODEL)
+    keras.utils.set_random_seed(seed)  # the dependent run starts from the same state as without a teacher
     return str(model)
 
 
-def run_distilled(cfg, run_dir=None, spec_path=None, extra_callbacks=(), started_at: float | None = None):
-    """The teacher, then the student in `run_dir`, whose config.yaml is written first so that it can be resumed
-    while its teacher is still training."""
+def run_after_prior(cfg, run_dir=None, spec_path=None, extra_callbacks=(), started_at: float | None = None):
+    """The teacher (or FID classifier), then this run in `run_dir`, whose config.yaml is written first so that it
+    can be resumed while the model it needs is still training."""
     from runner.run.experiment import run_experiment
 
     run_dir = run_dir or rd.RunDir.create(cfg.output.dir, cfg.name)
     if not run_dir.file(rd.CONFIG).exists():
         run_dir.write_text(rd.CONFIG, render(cfg))
-    teacher_file = teacher_path(cfg.distill, cfg.seed, run_dir)
-    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, teacher_file, started_at)
+    if cfg.distill is not None:
+        return run_experiment(cfg, run_dir, spec_path, extra_callbacks, teacher_path(cfg.distill, cfg.seed, run_dir),
+                              started_at)
+    return run_experiment(cfg, run_dir, spec_path, extra_callbacks, started_at=started_at,
+                          fid_file=gan_features(cfg, run_dir))

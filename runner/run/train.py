@@ -14,10 +14,10 @@ def train(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbacks
         from runner.run.kfold import run_kfold
 
         return run_kfold(cfg, run_dir, spec_path, extra_callbacks)
-    if cfg.distill is not None:
-        from runner.run.teacher import run_distilled
+    if cfg.distill is not None or cfg.task == "gan":  # a teacher or a FID classifier trains first
+        from runner.run.teacher import run_after_prior
 
-        return run_distilled(cfg, run_dir, spec_path, extra_callbacks, started_at)
+        return run_after_prior(cfg, run_dir, spec_path, extra_callbacks, started_at)
     from runner.run.experiment import run_experiment
 
     return run_experiment(cfg, run_dir, spec_path, extra_callbacks, started_at=started_at)

@@ -9,6 +9,7 @@ from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import LOSSES
 from runner.training.metrics import METRICS, default_metrics, metric_names
+from runner.tasks.registry import TASKS
 
 
 def task_hint(data) -> str | None:
@@ -56,10 +57,14 @@ def cross_checks(cfg):
     data, train = cfg.data, cfg.train
     if problem := _run_parent(cfg):
         yield problem
+    for name in TASKS.where(top_level=True):  # each top-level task's rules (and its keys' misuse)
+        yield from TASKS.get(name).checks(cfg)
     task = task_hint(data)
     has_validation = data.splits.validation is not None or data.kfold is not None  # each fold validates
     metrics = train.metrics or []
     known = {"loss", *(train.metrics or default_metrics(task))}
+    if cfg.task != "supervised":  # what a top-level task logs
+        known = set(TASKS.get(cfg.task).logs)
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "

@@ -21,14 +21,22 @@ from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
 from runner.spec.sweep import Sweep
+import runner.tasks.gan  # noqa: F401  (registers the gan task)
+from runner.tasks.registry import TASKS
 
 Data = tagged_union(SOURCES, "source", "data source")
-Model = tagged_union(ARCHS, "arch", "arch")
 Optimizer = tagged_union(OPTIMIZERS, "name", "optimizer", bare_name=True)
 Schedule = tagged_union(SCHEDULES, "schedule", "schedule", also={"type": "number", "exclusiveMinimum": 0})
 Loss = tagged_union(LOSSES, "name", "loss", bare_name=True)
 # a format's aliases are accepted and stand for its name (`tflite` is `litert`)
 ExportFormat = Annotated[Literal[tuple(format_choices())], AfterValidator(format_name)]  # noqa: UP007
+# a task chosen by the top-level `task:` may bring its own model block (gan: two networks), picked by its keys,
+# since a field cannot see its sibling `task:` (checks.py pairs them)
+TOP_TASKS = TASKS.where(top_level=True)
+GanTrain, GanOptions = TASKS.get("gan").train_block, TASKS.get("gan").config
+Model = tagged_union(ARCHS, "arch", "arch", more=tuple(
+    (name, TASKS.get(name).model, lambda v, keys=tuple(TASKS.get(name).model.model_fields):
+        isinstance(v, dict) and "arch" not in v and any(k in v for k in keys)) for name in TOP_TASKS))
 
 
 class Train(Strict):
@@ -57,6 +65,9 @@ class Train(Strict):
                             "learning rate")
     nan_retries: PositiveInt = Field(3, description="rollback: how many times to retry before failing")
     nan_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: learning-rate multiplier per retry")
+    discriminator: Optional[GanTrain] = Field(
+        None, description="task gan: the discriminator's {optimizer, lr, steps}; without it the discriminator "
+                          "trains with train.optimizer and train.lr")
 
     @model_validator(mode="before")
     @classmethod
@@ -142,13 +153,18 @@ class Config(Strict):
                       description="experiment name: lower-case letters, digits, '.', '_' and '-'")
     seed: int = Field(42, ge=0, lt=2**31, description="seeds data order, initialization and augmentation")
     deterministic: bool = Field(False, description="true: seeded everything plus TF op determinism")
+    task: Literal[("supervised", *TOP_TASKS)] = Field(
+        "supervised", description="supervised (classification/regression, from the labels) or gan (see docs/gan.md)")
     data: Data = Field(description="where examples come from and how they are fed")
-    model: Model = Field(description="an arch by name, or a plain `layers:` list")
+    model: Model = Field(description="an arch by name, or a plain `layers:` list; task gan: "
+                                     "{generator, discriminator, latent_dim, conditional}")
     train: Train = Field(default_factory=Train, description="optimization")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="callbacks by name")
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
+    gan: Optional[GanOptions] = Field(
+        None, description="task gan: loss, EMA, sample grid and FID (see docs/gan.md)")
     export: list[ExportFormat] = Field(
         default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked by the "
                                           "runtime that reads it (see `dlrun export`): " + "; ".join(

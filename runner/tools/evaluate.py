@@ -40,6 +40,9 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     from runner.training.metrics import build_metric, default_metrics
 
     cfg = run.cfg
+    if cfg.task == "gan":  # task gan: no labels to score; quality is gan.fid in metrics.json
+        raise ConfigError(f"{run.path} is a gan run: its quality is gan.fid in metrics.json (gan.fid in the "
+                          "spec); `dlrun predict RUN_DIR --samples N` draws new samples")
     model = run.load_model(checkpoint, unsafe)
     data = rebuild_data(run, split)
     info = data.info

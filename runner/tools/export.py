@@ -23,9 +23,15 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
                           f"received --format {', '.join(formats)}")
     cfg = run.cfg
     model = run.load_model("final", unsafe)
+    out = Path(out) if out else run.path / rd.EXPORT
+    if cfg.task == "gan":  # task gan: the generator, checked on noise
+        from runner.gan.export import export_generator
+
+        if quantize:
+            raise ConfigError(f"--quantize {quantize}: a generator is exported in float only; leave --quantize out")
+        return export_generator(model, run.model_file(), formats, out, cfg.seed)
     data = build_data(cfg.data, cfg.seed)
     mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
-    out = Path(out) if out else run.path / rd.EXPORT
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

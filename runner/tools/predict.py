@@ -195,3 +195,29 @@ def format_records(records: list[dict], style: str = "table") -> str:
         return buf.getvalue().rstrip("\n")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def sample_grid(run: Run, samples: int, label: int | None, out, unsafe: bool = False) -> Path:
+    """task gan: a PNG grid of `samples` new images from the run's generator (all of class `label` if given);
+    written to `out` (default RUN_DIR/samples-<n>.png). The noise is drawn from the run's seed."""
+    import math
+
+    from runner.gan.samples import generate, grid_labels, mosaic, noise, png
+    from runner.kernel import run_dir as rd
+
+    model = run.load_model("final", unsafe)
+    conditional = len(model.inputs) > 1
+    classes = run.info.get("num_classes")
+    if label is not None and not conditional:
+        raise ConfigError(f"--class {label}: this run's generator is unconditional (model.conditional: false); "
+                          "leave --class out")
+    if label is not None and not 0 <= label < classes:
+        raise ConfigError(f"--class: must be a class index 0..{classes - 1}; received {label}")
+    columns = math.ceil(math.sqrt(samples))
+    z = noise(samples, int(model.inputs[0].shape[-1]), run.cfg.seed + 2)  # neither the grid's nor FID's draw
+    labels = grid_labels(samples, columns, classes, label) if conditional else None
+    value_range = run.info.get("value_range") or (0.0, 1.0)
+    data = png(mosaic(generate(model, z, labels), value_range, columns))
+    path = Path(out) if out else run.path / rd.GAN_GRID.format(n=samples)
+    rd.atomic_write(path, lambda f: f.write(data), mode="wb")
+    return path

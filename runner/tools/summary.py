@@ -24,6 +24,14 @@ def build_for_summary(cfg):
         info, train_x = data.info, data.train_x
     mode = label_mode(cfg.train.loss, info.task, bool(cfg.data.batch_augment))
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.task == "gan":  # task gan: both networks, side by side in one functional model
+        from runner.gan.model import build_discriminator, build_generator
+
+        generator = build_generator(cfg.model, tuple(info.input_shape), info.num_classes)
+        discriminator = build_discriminator(cfg.model, tuple(info.input_shape), info.num_classes)
+        inputs = [*generator.inputs, *discriminator.inputs]
+        return keras.Model(inputs, [generator(generator.inputs), discriminator(discriminator.inputs)],
+                           name="gan"), info
     model = build_model(cfg.model, info, build_preprocess(cfg.data.preprocess, info, train_x), mode)
     return model, info
 
