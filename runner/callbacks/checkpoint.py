@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import ClassVar, Literal, Optional
 
 from pydantic import Field
 
 from runner.callbacks.registry import CALLBACKS, monitor_mode
 from runner.language.fields import Strict
+
+
+# last.keras at most this often (and after the final epoch or a stop): with epochs of a fraction of a second,
+# saving a .keras file every epoch costs more than the epoch (the backup holds every epoch's state anyway)
+LAST_EVERY_S = 10.0
 
 
 class Checkpoint(Strict):
@@ -23,7 +29,7 @@ def _make(cfg: Checkpoint, ctx):
     import keras
 
     from runner.kernel import run_dir as rd
-    from runner.kernel.writer import save_model  # in the background: the loop pays for a copy
+    from runner.kernel.writer import save_model, save_snapshot, snapshot  # in the background: the loop copies
 
     class AtomicCheckpoint(keras.callbacks.Callback):
         def __init__(self):
@@ -33,6 +39,8 @@ def _make(cfg: Checkpoint, ctx):
             self.best = -math.inf if self.mode == "max" else math.inf
             self.best_epoch = None
             self.folder = ctx.run_dir.subdir(rd.CHECKPOINTS)
+            self._last_saved_at = -math.inf
+            self._pending_last = None  # the newest epoch's snapshot, when last.keras was saved < LAST_EVERY_S ago
 
         def get_state(self):
             """The best score so far: a resumed run never overwrites best.keras with a worse model."""
@@ -48,11 +56,29 @@ def _make(cfg: Checkpoint, ctx):
             logs = logs or {}
             # not durable (no fsync, still atomic): the backup is the file a resume relies on
             if cfg.save_last:
-                save_model(self.model, self.folder / rd.LAST, durable=False)
+                self._save_last(epoch)
             value = logs.get(self.monitor)
             if cfg.save_best and value is not None and math.isfinite(value) and self._better(value):
                 self.best, self.best_epoch = float(value), epoch + 1
                 save_model(self.model, self.folder / rd.BEST, durable=False)
+
+        def _save_last(self, epoch: int) -> None:
+            copy = snapshot(self.model)  # at the epoch end: before fit's end swaps EMA weights in
+            if copy is None:
+                save_model(self.model, self.folder / rd.LAST, durable=False)
+                return
+            now = time.monotonic()
+            if now - self._last_saved_at >= LAST_EVERY_S or epoch + 1 >= self.params["epochs"]:
+                save_snapshot(copy, self.folder / rd.LAST, durable=False)
+                self._last_saved_at, self._pending_last = now, None
+            else:
+                self._pending_last = copy
+
+        def on_train_end(self, logs=None):
+            # an early stop, or the end of a resumed partial epoch: the newest epoch's model
+            if self._pending_last is not None:
+                save_snapshot(self._pending_last, self.folder / rd.LAST, durable=False)
+                self._last_saved_at, self._pending_last = time.monotonic(), None
 
     return AtomicCheckpoint()
 

@@ -86,13 +86,25 @@ def save_model(model, path, durable: bool = True) -> None:
     strategy (whose variable reads may be collective operations that must stay in step on every worker) are
     saved synchronously.
     """
-    twin = _twin(model)
-    if twin is None:
+    copy = snapshot(model)
+    if copy is None:
         atomic.atomic_save(path, model.save, durable)
         return
-    layers = [v.numpy() for v in model.weights]
-    slots = [v.numpy() for v in model.optimizer.variables]
-    submit(_save_twin, twin, layers, slots, path, durable, supersede=str(path))
+    save_snapshot(copy, path, durable)
+
+
+def snapshot(model):
+    """A copy of the model's variables and optimizer slots to save later (save_snapshot), or None where the
+    model has no twin (save it synchronously)."""
+    twin = _twin(model)
+    if twin is None:
+        return None
+    return twin, [v.numpy() for v in model.weights], [v.numpy() for v in model.optimizer.variables]
+
+
+def save_snapshot(copy, path, durable: bool = True) -> None:
+    """Save a snapshot() to `path` in the background, atomically; a newer one queued for the same path wins."""
+    submit(_save_twin, *copy, path, durable, supersede=str(path))
 
 
 def _save_twin(twin, layers, slots, path, durable: bool) -> None:
