@@ -197,6 +197,14 @@ def _metric_problem(sweep: Sweep, fields: dict) -> str | None:
     return None
 
 
+def _as_written(value):
+    """A validated value without the defaults the spec left out: a searched key is then applied like `--set` to
+    what was written, and `train.optimizer.name: sgd` does not inherit adam's beta_1 default."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    return to_jsonable_python(value)
+
+
 def check_sweep(sweep: Sweep, fields: dict) -> Sweep:
     """Every dotted key must exist in this spec and take its domain's values: each value is applied like
     `--set` to the spec and validated. Raises one ValidationError naming every bad key."""
@@ -208,7 +216,7 @@ def check_sweep(sweep: Sweep, fields: dict) -> Sweep:
 
     if not set(Config.model_fields) - {"sweep"} <= set(fields):
         return sweep  # the spec itself is invalid; those problems are reported already
-    raw = {name: to_jsonable_python(value) for name, value in fields.items()}
+    raw = {name: _as_written(value) for name, value in fields.items()}
     problems = []
     if problem := _metric_problem(sweep, fields):
         problems.append((("metric",), problem, sweep.metric))
@@ -250,7 +258,7 @@ def trial_config(cfg, params: dict):
     from runner.language.load import Loaded, apply_set
     from runner.spec.validate import validate
 
-    loaded = Loaded(cfg.model_dump(mode="json"), {}, "<trial>")
+    loaded = Loaded(_as_written(cfg), {}, "<trial>")
     for key, value in params.items():
         apply_set(loaded, override(key, value))
     apply_set(loaded, "sweep=null")
