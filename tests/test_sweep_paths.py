@@ -35,17 +35,31 @@ def test_tpe_from_the_docs_with_the_budget_from_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_hyperband_stops_the_bad_trials_of_its_bracket(tmp_path, capsys):
-    from runner.sweep.study import run_sweep
+def test_hyperband_stops_a_clearly_bad_trial_at_its_first_rung(tmp_path, capsys):
+    from runner.sweep.study import make_pruner, run_sweep
 
-    spec = sweep_spec(tmp_path, epochs=3, method="grid", trials=4,
-                      pruner={"name": "hyperband", "min_epochs": 1, "reduction_factor": 2},
-                      params={"train.lr.base": {"choice": [0.01, 0.003, 1.0e-6, 1.0e-7]}})
-    spec["seed"] = 1
-    assert run_sweep(write_spec(tmp_path, spec)) == 0
+    # The first trial fixes max_resource (its last epoch + 1 = 4); from 2 epochs by thirds that is one bracket
+    # with one rung, at epoch 2, where the best third (at least the best one) of the trials there go on. Seed 5
+    # orders this grid 0.01, 0.003, 1e-6: the second trial is alone at the rung, the third meets it there
+    spec = sweep_spec(tmp_path, epochs=3, method="grid", trials=3,
+                      pruner={"name": "hyperband", "min_epochs": 2, "reduction_factor": 3},
+                      params={"train.lr.base": {"choice": [0.01, 0.003, 1.0e-6]}})
+    spec["seed"] = 5
+    path = write_spec(tmp_path, spec)
+    from runner.spec import load_config
+
+    pruner = make_pruner(load_config(path)[0].sweep)
+    assert (type(pruner).__name__, pruner._min_resource, pruner._reduction_factor) == ("HyperbandPruner", 2, 3)
+    assert run_sweep(path) == 0
     study = load_study(tmp_path)
-    print({t.number: (t.state.name, t.params, dict(t.intermediate_values)) for t in study.trials})
-    assert states(study) == ["COMPLETE"] * 4
+    assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED"]
+    first, rival, bad = study.trials
+    assert [t.params["train.lr.base"] for t in study.trials] == [0.01, 0.003, 1.0e-6]
+    assert sorted(rival.intermediate_values) == [1, 2, 3] and sorted(bad.intermediate_values) == [1, 2]
+    assert bad.intermediate_values[2] < rival.intermediate_values[2]
+    out, err = capsys.readouterr()
+    assert "dlrun sweep: trial 2: pruned after 2 epochs" in err
+    assert "finished 3/3 (2 complete, 1 pruned), 0 running, 0 queued, 0 failed" in out.splitlines()
 
 
 def test_timeout_stops_starting_trials_and_a_rerun_finishes_the_grid(tmp_path, capsys):
@@ -93,8 +107,9 @@ def test_three_failed_trials_in_a_row_abort_the_sweep(tmp_path, capsys):
     from runner.kernel.errors import TrainingError
     from runner.sweep.study import run_sweep
 
-    # Adam at 1e7..1e8 diverges in every trial's first call: the spec, not the values, is broken
-    spec = sweep_spec(tmp_path, trials=5, params={"train.lr.base": {"loguniform": [1.0e7, 1.0e8]}})
+    # SGD at 1e10..1e11 diverges in every trial's first call: the spec, not the values, is broken
+    spec = sweep_spec(tmp_path, trials=5, params={"train.lr.base": {"loguniform": [1.0e10, 1.0e11]}})
+    spec["train"]["optimizer"] = "sgd"
     with pytest.raises(TrainingError) as caught:
         run_sweep(write_spec(tmp_path, spec))
     assert caught.value.exit_code == 4

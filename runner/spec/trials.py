@@ -46,7 +46,9 @@ def check_sweep(cfg, own: set) -> list:
     in the spec and take its domain's values, each applied like `--set` to the spec and validated. `own` holds
     the dotted keys of the spec's own problems: they are reported at their own lines and blame no value."""
     sweep = cfg.sweep
-    raw = cfg.model_dump(mode="json", exclude={"sweep"})
+    # what the spec wrote, without the defaults it left out: a searched key is then applied as `--set` would be,
+    # and `train.optimizer.name: sgd` does not inherit adam's beta_1 default
+    raw = cfg.model_dump(mode="json", exclude={"sweep"}, exclude_unset=True)
     problems = []
     if problem := _metric_problem(sweep, dict(cfg)):
         problems.append((("metric",), problem, sweep.metric))
@@ -72,7 +74,7 @@ def check_sweep(cfg, own: set) -> list:
 def trial_config(cfg, params: dict):
     """The config of one trial: the spec as resolved (file, extends, --set) with the trial's values set as values
     (not re-parsed text), and no sweep block (a trial is one run). The same path as the check of `dlrun validate`."""
-    loaded = Loaded(cfg.model_dump(mode="json"), {}, "<trial>")
+    loaded = Loaded(cfg.model_dump(mode="json", exclude_unset=True), {}, "<trial>")  # as written: see check_sweep
     for key, value in params.items():
         set_value(loaded, _path(key), copy.deepcopy(value), f"--set {override(key, value)}")
     set_value(loaded, ("sweep",), None, "<trial>")
