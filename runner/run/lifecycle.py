@@ -127,6 +127,16 @@ class _Fit:
                 keras.callbacks.TensorBoard.on_train_end(cb)
 
 
+def _first_stream(train_from, position: int, built):
+    """`train_from` that hands out `built` for its first request of `position`."""
+    first = {position: built}
+
+    def stream(at: int):
+        return first.pop(at) if at in first else train_from(at)
+
+    return stream
+
+
 @dataclass
 class Experiment:
     """Everything a prepared run holds: built inside the strategy's scope, ready to fit from `start`."""
@@ -257,6 +267,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
             from runner.training.losses import class_weighted
 
             train_from = class_weighted(train_from, cfg.train.class_weight, data, mode)
+        else:  # the first fit takes the stream built for the callbacks instead of building it again
+            train_from = _first_stream(train_from, start.position, train_ds)
         val_ds = eval_dataset(data.splits["validation"], cfg.data, labels) if has_validation else None
         test_ds = eval_dataset(data.splits["test"], cfg.data, labels) if data.has("test") else None
 
