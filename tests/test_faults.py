@@ -124,7 +124,7 @@ def test_disk_full_while_writing_a_backup_names_the_path_and_keeps_the_previous(
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(rd.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # the disk fills up under every write
     new = folder / "backup-0000000040.npz"
     with pytest.raises(EnvironmentProblem) as caught:
         write_backup(new, {"global_step": 40}, {"model/0": np.ones(1000)})

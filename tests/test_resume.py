@@ -197,7 +197,8 @@ def test_resume_with_a_changed_config_is_refused_with_the_differing_keys(tmp_pat
     assert caught.value.exit_code == 2
     assert caught.value.problems == [
         f"{run}/config.yaml: resume refused: the config differs from the run's in 2 keys (only output, "
-        "callbacks.tensorboard, callbacks.backup, export may change, and train.epochs may grow):",
+        "callbacks.tensorboard, callbacks.backup, export, distribute.task_index may change, and train.epochs may "
+        "grow):",
         "  data.batch_size: 64 -> 32",
         "  train.lr.base: 0.003 -> 0.01",
         "train into a new run directory to use a different config"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.artifacts.export_formats import CHECK_EXAMPLES, RUNTIMES, TOLERANCE, WRITERS, artifact_name, run_exported
+from runner.artifacts.export_formats import CHECK_EXAMPLES, EXPORT_FORMATS, TOLERANCE, artifact_name, run_exported
 from runner.kernel import run_dir as rd
 
 
@@ -35,10 +35,11 @@ def export_generator(model, source: Path, formats, out: Path, seed: int) -> list
             results.append(entry)
             continue
         try:
-            WRITERS[fmt](source, model, path, None, z)
+            EXPORT_FORMATS.get(fmt).builder(source, model, path, None, z)
             got = run_exported(fmt, path, z)
             diff = float(np.max(np.abs(got.astype("float64") - expected)))
-            entry.update(runtime=f"{RUNTIMES[fmt]} {metadata.version(RUNTIMES[fmt])}", split="noise",
+            runtime = EXPORT_FORMATS.get(fmt).runtime
+            entry.update(runtime=f"{runtime} {metadata.version(runtime)}", split="noise",
                          examples=len(z), max_abs_diff=diff, tolerance=TOLERANCE, ok=diff <= TOLERANCE)
         except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
