@@ -19,12 +19,12 @@ class RunResult:
     metrics: dict
 
 
-def _best(history: dict, monitor: str, mode: str):
+def _best(history: dict, monitor: str, mode: str, first: int = 0):
     values = history.get(monitor)
     if not values:
         return None
     pick = max if mode == "max" else min
-    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
+    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v) and i >= first]
     if not finite:
         return None
     value, index = pick(finite)
@@ -210,11 +210,17 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
         test_ds = eval_dataset(data.splits["test"], cfg.data, labels) if data.has("test") else None
 
         monitor = _default_monitor(cfg, metric_names, has_validation)
+        # ---- compress (issue 18): a best is only picked once pruning has reached its target ----
+        from runner.compress.hooks import Compression
+
+        compression = Compression(cfg.compress, cfg.train.epochs, steps)
         ctx = CallbackContext(run_dir, monitor, has_validation, steps, info=info, train_data=train_ds,
-                              validation_data=val_ds)
+                              validation_data=val_ds, monitor_from_epoch=compression.monitor_from_epoch)
         progress = Progress(run_dir, steps, n_train, resumed_from=start.resumed_from() if start.backup else None)
         nan_guard = NanGuard(steps)
         user_callbacks = build_callbacks(cfg.callbacks, ctx)
+        # ---- compress (issue 18): the pruning callback, stateful, so its masks go into every backup ----
+        user_callbacks += compression.callbacks(model, ctx, tensorboard=cfg.callbacks.tensorboard is not None)
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
         for cb in user_callbacks:  # Keras's own counters, reset by its on_train_begin
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
@@ -268,16 +274,19 @@ def run_experiment(cfg, run_dir: rd.RunDir | None = None, spec_path=None, quiet:
             if ds is not None:
                 results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
         results["train"].pop("learning_rate", None)
-        best = _best(history, monitor, monitor_mode(monitor))
+        best = _best(history, monitor, monitor_mode(monitor), compression.monitor_from_epoch)  # compress (issue 18)
         metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
                    "throughput": {"examples_per_sec": progress.examples_per_sec()},
                    "wall_s": time.perf_counter() - started}
 
         if cfg.distill is not None:  # ---- distill (issue 4): the run's model is the student ----
             model = student_of(model)
+        compression.fold(model)  # ---- compress (issue 18): masks into the weights, plain layers saved ----
         with strategy.scope():
             portable_compile(model, cfg.train, mode, from_logits, metric_names, info)
         rd.atomic_save(run_dir.file(rd.MODEL), model.save)
+        # ---- compress (issue 18): sparsity, and the int8 model quantized from the model.keras just saved ----
+        metrics.update(compression.finish(model, run_dir, test_ds, train_from(0)))
         run_dir.write_json(rd.METRICS, metrics)
         # ---- tracking (issue 7): PNG plots and the TensorBoard HParams session, from the files just written ----
         from runner.artifacts.plots import write_plots

@@ -19,6 +19,7 @@ from runner.training.metrics import METRICS
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
+from runner.compress import Compress
 from runner.spec.sweep import Sweep, check_sweep
 
 Data = tagged_union(SOURCES, "source", "data source")
@@ -142,6 +143,7 @@ class Config(Strict):
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
+    compress: Optional[Compress] = Field(None, description="pruning and quantization (see docs/compression.md)")
     export: list[Literal["keras", "saved_model", "onnx", "tflite"]] = Field(
         default_factory=list, description="formats exported to RUN_DIR/export/ after training, each checked "
                                           "by the runtime that reads it (see `dlrun export`)")

@@ -1,0 +1,187 @@
+"""Magnitude pruning native to Keras 3: a mask per kernel, applied by the optimizer after every step, updated on
+the polynomial ramp by a callback, carried by the backup, folded into the weights at the end."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from runner.compress import schedule
+
+GROUP, KEEP = 4, 2  # "2:4": keep 2 of every 4 consecutive input weights
+
+
+@dataclass
+class LayerPlan:
+    """What happens to one Conv/Dense kernel: its name, shape, final sparsity and whether 2:4 structured."""
+
+    name: str
+    shape: tuple
+    sparsity: float
+    structured: bool
+
+    def final_sparsity(self) -> float:
+        return KEEP / GROUP if self.structured else self.sparsity
+
+
+def prunable_layers(model) -> list:
+    """The trainable Dense and Conv1D/2D/3D layers with a built kernel, nested models included."""
+    import keras
+
+    kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    return [layer for layer in model._flatten_layers(include_self=False)  # what model.quantize walks too
+            if isinstance(layer, kinds) and layer.trainable and getattr(layer, "kernel", None) is not None]
+
+
+def input_axis(shape) -> int:
+    """The axis of a kernel that runs over input channels: 0 for Dense (in, out), -2 for Conv (..., in, out)."""
+    return 0 if len(shape) == 2 else len(shape) - 2
+
+
+def structured_fits(shape) -> bool:
+    return shape[input_axis(shape)] % GROUP == 0
+
+
+def plan(prune, layers: list[tuple[str, tuple]]) -> list[LayerPlan]:
+    """Each (name, kernel shape) with its settings: the first matching `layers` pattern overrides the defaults."""
+    plans = []
+    for name, shape in layers:
+        override = next((o for pattern, o in prune.layers.items() if fnmatch.fnmatchcase(name, pattern)), None)
+        sparsity, structured = prune.sparsity, prune.structured
+        if override is not None:
+            sparsity = override.sparsity if override.sparsity is not None else sparsity
+            structured = override.structured if "structured" in override.model_fields_set else structured
+            if override.sparsity == 0 and "structured" not in override.model_fields_set:
+                structured = None  # sparsity 0 leaves the layer dense
+        plans.append(LayerPlan(name, tuple(shape), float(sparsity), structured == "2:4"))
+    return plans
+
+
+def magnitude_mask(w, sparsity: float):
+    """Zeros at the round(sparsity * size) smallest |w| (ties broken by position, so every run agrees)."""
+    import numpy as np
+
+    mask = np.ones(w.size, dtype=w.dtype)
+    k = int(round(sparsity * w.size))
+    if k:
+        mask[np.argsort(np.abs(w), axis=None, kind="stable")[:k]] = 0
+    return mask.reshape(w.shape)
+
+
+def two_four_mask(w):
+    """Ones at the 2 largest |w| of every 4 consecutive weights along the input axis."""
+    import numpy as np
+
+    axis = input_axis(w.shape)
+    moved = np.moveaxis(np.abs(w), axis, -1)
+    groups = moved.reshape(*moved.shape[:-1], moved.shape[-1] // GROUP, GROUP)
+    order = np.argsort(-groups, axis=-1, kind="stable")
+    keep = np.zeros_like(groups)
+    np.put_along_axis(keep, order[..., :KEEP], 1, axis=-1)
+    return np.moveaxis(keep.reshape(moved.shape), -1, axis).astype(w.dtype)
+
+
+def sparsity_of(model) -> dict:
+    """Fraction of exact zeros in each Conv/Dense kernel and across all of them."""
+    import numpy as np
+
+    layers, zeros, total = {}, 0, 0
+    for layer in prunable_layers(model):
+        w = np.asarray(layer.kernel.numpy())
+        layers[layer.name] = float(np.mean(w == 0))
+        zeros, total = zeros + int(np.sum(w == 0)), total + w.size
+    return {"overall": zeros / total if total else 0.0, "layers": layers}
+
+
+class _Target:
+    """A kernel, its mask (a non-trainable variable) and its plan; the mask rides on the kernel's constraint,
+    which Keras's optimizer applies after every update, inside the compiled step (so every step of a
+    steps_per_execution loop, on every replica)."""
+
+    def __init__(self, layer, layer_plan: LayerPlan):
+        import keras
+        import numpy as np
+
+        self.layer, self.plan, self.kernel = layer, layer_plan, layer.kernel
+        self.mask = keras.Variable(np.ones(self.kernel.shape, dtype=self.kernel.dtype), trainable=False,
+                                   name=f"{layer.name}_prune_mask")
+        self.user_constraint = self.kernel.constraint
+        user = self.user_constraint
+        mask = self.mask
+        self.kernel.constraint = (lambda w: keras.ops.multiply(user(w), mask)) if user else (
+            lambda w: keras.ops.multiply(w, mask))
+
+    def update(self, sparsity: float) -> None:
+        import keras
+
+        w = keras.ops.convert_to_numpy(self.kernel)
+        mask = two_four_mask(w) if self.plan.structured else magnitude_mask(w, sparsity)
+        self.mask.assign(mask)
+        self.kernel.assign(w * mask)
+
+    def fold(self) -> None:
+        """The mask into the weights, and the plain layer back: nothing of pruning is left in the model."""
+        import keras
+
+        self.kernel.assign(keras.ops.convert_to_numpy(self.kernel) * keras.ops.convert_to_numpy(self.mask))
+        self.kernel.constraint = self.user_constraint
+
+
+def make_pruning_callback(prune, model, epochs: int, steps_per_epoch: int, tensorboard_dir=None):
+    """The callback that owns the masks: updates them on the ramp, reports sparsity, and hands them to the backup."""
+    import keras
+
+    layers = prunable_layers(model)
+    plans = plan(prune, [(layer.name, tuple(layer.kernel.shape)) for layer in layers])
+    with model.distribute_strategy.scope():  # masks mirrored like the kernels they multiply
+        targets = [_Target(layer, p) for layer, p in zip(layers, plans) if p.final_sparsity() > 0]
+    begin, end = schedule.ramp(prune, epochs, steps_per_epoch)
+
+    class Pruning(keras.callbacks.Callback):
+        """Mask updates at the ramp's update points; masks in the backup (get_state/set_state)."""
+
+        def __init__(self):
+            super().__init__()
+            self.targets, self.begin, self.end, self.frequency = targets, begin, end, prune.frequency
+            self.writer = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            # the optimizer's step count is the truth across resumes, partial epochs and steps_per_execution
+            step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            previous = step - (self.model.steps_per_execution or 1)
+            if schedule.update_due(previous, step, self.begin, self.end, self.frequency):
+                for target in self.targets:
+                    target.update(schedule.sparsity_at(step, target.plan.sparsity, self.begin, self.end))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if tensorboard_dir is None:
+                return
+            import tensorflow as tf
+
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(str(tensorboard_dir))
+            report = sparsity_of(self.model)
+            with self.writer.as_default():
+                tf.summary.scalar("sparsity/overall", report["overall"], step=epoch)
+                for name, value in report["layers"].items():
+                    tf.summary.scalar(f"sparsity/{name}", value, step=epoch)
+            self.writer.flush()
+
+        def on_train_end(self, logs=None):
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+        def get_state(self):
+            return {"layers": [t.layer.name for t in self.targets]}, [
+                keras.ops.convert_to_numpy(t.mask) for t in self.targets]
+
+        def set_state(self, state: dict, arrays) -> None:
+            for target, value in zip(self.targets, arrays, strict=True):
+                target.mask.assign(value)
+
+        def fold(self) -> None:
+            for target in self.targets:
+                target.fold()
+
+    return Pruning()
