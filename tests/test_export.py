@@ -121,10 +121,10 @@ def test_keras_export_copies_the_portable_model_file(run, tmp_path):
     assert (tmp_path / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
 
 
-def test_quantize_is_for_tflite_only(run, tmp_path, capsys):
-    assert main(["export", str(run), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "--quantize int8: quantization is for --format tflite only; received --format onnx")
+def test_quantize_is_for_tflite_and_onnx_int8_only(run, tmp_path, capsys):
+    assert main(["export", str(run), "--format", "onnx", "--quantize", "float16", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == ("--quantize float16: quantization is for --format tflite, and int8 "
+                                               "also for --format onnx; received --format onnx")
     assert not (tmp_path / "model.onnx").exists()
 
 

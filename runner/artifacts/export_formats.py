@@ -10,6 +10,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from runner.artifacts.deployment import figures
 from runner.kernel import run_dir as rd
 
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
@@ -19,7 +20,7 @@ RUNTIMES = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime"
 
 
 def artifact_name(fmt: str, quantize: str | None = None) -> str:
-    return rd.EXPORT_FILES[fmt] if not quantize else rd.quantized_export(quantize)
+    return rd.EXPORT_FILES[fmt] if not quantize else rd.quantized_export(quantize, fmt)
 
 
 def _write_keras(source, model, path, quantize, calibration):
@@ -41,6 +42,10 @@ def _write_saved_model(source, model, path, quantize, calibration):
 def _write_onnx(source, model, path, quantize, calibration):
     model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
+    if quantize == "int8":  # compress (issue 18): onnxruntime's dynamic int8 (int8 weights, activations per call)
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        rd.atomic_save(path, lambda tmp: quantize_dynamic(path, tmp, weight_type=QuantType.QInt8))
 
 
 def _write_tflite(source, model, path, quantize, calibration, full_integer: bool = True):
@@ -142,7 +147,9 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
         stage = f"{RUNTIMES[fmt]} reading the exported file"
         check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
         entry.update(check)
-        if quantize == "int8":
+        if quantize == "int8" and fmt == "onnx":  # compress (issue 18)
+            entry.update(scheme="dynamic_range")
+        elif quantize == "int8":
             entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
             if not check["ok"]:
                 # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
@@ -151,6 +158,7 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
                 entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
                              scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
                 entry.pop("calibration")
+        entry.update(figures(fmt, path, x))  # compress (issue 18): sizes and per-example latency
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir(p)
     p.add_argument("--format", required=True, choices=("keras", "saved_model", "onnx", "tflite"))
     p.add_argument("--quantize", choices=("int8", "float16"),
-                   help="tflite only: int8 (full-integer, calibrated on training examples) or float16 weights")
+                   help="tflite: int8 (full-integer, calibrated on training examples) or float16 weights; "
+                        "onnx: int8 (onnxruntime dynamic: int8 weights, activations quantized per call)")
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
 

@@ -44,4 +44,4 @@ class Compress(Strict):
     prune: Optional[Prune] = Field(None, description="magnitude pruning during training; folded into the weights "
                                                      "at the end")
     quantize: Optional[Quantize] = Field(None, description="post-training quantization of the final model, "
-                                                           "checked on the test split (model-int8.keras)")
+                                                           "checked on the test split (model_int8.keras)")

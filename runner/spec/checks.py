@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import CLASSIFICATION_LOSSES
@@ -83,6 +84,8 @@ def cross_checks(cfg):
                                           "regression loss")
     if data.batch_augment and train.loss.name == "binary_crossentropy":
         yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
+
+    yield from compress_problems(cfg)
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":

@@ -16,9 +16,9 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     from runner.data.build import build_data
     from runner.training.losses import label_mode
 
-    if quantize and set(formats) != {"tflite"}:
-        raise ConfigError(f"--quantize {quantize}: quantization is for --format tflite only; "
-                          f"received --format {', '.join(formats)}")
+    if quantize and set(formats) != {"tflite"} and not (quantize == "int8" and set(formats) == {"onnx"}):
+        raise ConfigError(f"--quantize {quantize}: quantization is for --format tflite, and int8 also for "
+                          f"--format onnx; received --format {', '.join(formats)}")
     cfg = run.cfg
     model = run.load_model("final", unsafe)
     data = build_data(cfg.data, cfg.seed)
