@@ -92,3 +92,45 @@ def test_deep_validate_structured_needs_four_input_channels(tmp_path, capsys):
     fixed = write_spec(tmp_path, BASE + "compress:\n  prune:\n    structured: '2:4'\n    layers:\n"
                                         "      conv2d: {structured: null}\n")
     assert _validate(capsys, "--deep", fixed) == (0, [])
+
+
+STEPS, EPOCHS = 20, 3  # 1257 training digits / batch 64
+
+
+def small_spec(out_dir, **compress) -> dict:
+    """The resume tests' deterministic digits CNN, pruned from step 12 to step 48 with masks updated every 8."""
+    from conftest import digits_spec
+
+    return digits_spec(
+        out_dir, deterministic=True,
+        model={"arch": "cnn", "filters": [8, 16], "dense": [32], "dropout": 0.3},
+        train={"epochs": EPOCHS, "optimizer": "adam", "lr": {"schedule": "cosine", "base": 0.003},
+               "steps_per_execution": 4},
+        callbacks={"tensorboard": None, "backup": {"every": 8}},
+        compress={"prune": {"sparsity": 0.75, "frequency": 8, **compress}})
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_ramp_then_resume_is_bitwise_equal(tmp_path):
+    from conftest import run_cli
+    from runner.callbacks.backup import backup_files, read_backup
+    from test_resume import train_in_process
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    train_in_process(ref, small_spec(tmp_path))
+    spec_path = write_spec(tmp_path, small_spec(tmp_path))
+    killed = run_cli("train", spec_path, "--run-dir", run, env={"DLRUN_TEST_KILL_AT_STEP": "30"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    meta, arrays = read_backup(backup_files(run / "backup")[0])
+    assert meta["global_step"] == 32  # inside the ramp (steps 12 to 48): some weights pruned, not all yet
+    assert 0 < np.mean(arrays["cb/Pruning/1"] == 0) < 0.75
+
+    run_cli("resume", run, check_code=0)
+    status = __import__("json").loads((run / "status.json").read_text())
+    assert status["state"] == "completed" and status["resumed_from"] == {"epoch": 1, "step": 32}
+    (meta, arrays), (ref_meta, ref_arrays) = [read_backup(backup_files(r / "backup")[0]) for r in (run, ref)]
+    assert meta["global_step"] == ref_meta["global_step"] == EPOCHS * STEPS
+    kept = [k for k in ref_arrays if k.split("/")[0] in ("model", "optimizer") or k.startswith("cb/Pruning/")]
+    assert len([k for k in kept if k.startswith("cb/Pruning/")]) == 4  # a mask per Conv/Dense kernel
+    assert [k for k in kept if not np.array_equal(arrays[k], ref_arrays[k])] == []
+    assert [np.mean(ref_arrays[f"cb/Pruning/{i}"] == 0) for i in range(4)] == pytest.approx([0.75] * 4, abs=2e-3)
