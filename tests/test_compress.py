@@ -10,7 +10,7 @@ from conftest import write_spec
 from runner.cli.main import main
 from runner.compress import schedule
 from runner.compress.config import Prune
-from runner.compress.prune import LayerPlan, magnitude_mask, plan, two_four_mask
+from runner.compress.prune import LayerPlan, global_magnitude_masks, magnitude_mask, plan, two_four_mask
 from runner.language.load import display_path as shown
 
 BASE = ("name: t\ndata: {source: sklearn, name: digits}\nmodel: {arch: cnn, filters: [8, 16], dense: [32]}\n"
@@ -53,9 +53,23 @@ def test_two_four_mask_keeps_two_of_four_input_weights():
 def test_layer_overrides_first_match_wins():
     prune = Prune.model_validate({"sparsity": 0.8, "layers": {"head": {"sparsity": 0}, "conv*": {"structured": "2:4"},
                                                               "conv2d": {"sparsity": 0.1}}})
-    got = plan(prune, [("conv2d", (3, 3, 1, 8)), ("conv2d_1", (3, 3, 8, 16)), ("dense", (64, 32)), ("head", (32, 10))])
-    assert got == [LayerPlan("conv2d", (3, 3, 1, 8), 0.8, True), LayerPlan("conv2d_1", (3, 3, 8, 16), 0.8, True),
-                   LayerPlan("dense", (64, 32), 0.8, False), LayerPlan("head", (32, 10), 0.0, False)]
+    layers = [("conv2d", (3, 3, 1, 8)), ("conv2d_1", (3, 3, 8, 16)), ("dense", (64, 32)), ("dense_1", (32, 32)),
+              ("head", (32, 10))]
+    assert plan(prune, layers) == [
+        LayerPlan("conv2d", (3, 3, 1, 8), 0.8, True), LayerPlan("conv2d_1", (3, 3, 8, 16), 0.8, True),
+        LayerPlan("dense", (64, 32), 0.8, False, pooled=True), LayerPlan("dense_1", (32, 32), 0.8, False, pooled=True),
+        LayerPlan("head", (32, 10), 0.0, False)]
+    prune = Prune.model_validate({"sparsity": 0.8, "scope": "global", "layers": {"dense_1": {"sparsity": 0.5}}})
+    assert [(p.sparsity, p.pooled) for p in plan(prune, layers)] == [(0.8, True)] * 3 + [(0.5, False), (0.8, True)]
+    prune = Prune.model_validate({"sparsity": 0.8, "scope": "layer"})
+    assert [(p.sparsity, p.pooled) for p in plan(prune, layers)] == [(0.8, False)] * 5
+
+
+def test_global_masks_share_one_threshold():
+    big = np.array([[0.1, 0.2], [0.3, 0.4]], dtype="float32")
+    small = np.array([1.0, -0.05, 2.0], dtype="float32")
+    masks = global_magnitude_masks([big, small], 3 / 7)
+    assert [m.tolist() for m in masks] == [[[0, 0], [1, 1]], [1, 0, 1]]
 
 
 def test_validate_the_schedule_inside_training(tmp_path, capsys):
@@ -134,3 +148,109 @@ def test_sigkill_during_the_ramp_then_resume_is_bitwise_equal(tmp_path):
     assert len([k for k in kept if k.startswith("cb/Pruning/")]) == 4  # a mask per Conv/Dense kernel
     assert [k for k in kept if not np.array_equal(arrays[k], ref_arrays[k])] == []
     assert [np.mean(ref_arrays[f"cb/Pruning/{i}"] == 0) for i in range(4)] == pytest.approx([0.75] * 4, abs=2e-3)
+
+
+
+
+
+@pytest.fixture(scope="module")
+def digits_runs(tmp_path_factory):
+    """experiments/digits.yaml dense (with Keras int8) and pruned to 0.8 (same seed), each exported to ONNX and
+    LiteRT, and the dense one also to onnxruntime's and LiteRT's int8."""
+    from conftest import ROOT, run_cli
+
+    root = tmp_path_factory.mktemp("digits")
+    # the spec's 40 epochs: with 20, the dense model is still learning and pruning costs 1.7 points
+    common = ["--set", f"output.dir={root}", "--set", "export=[onnx, tflite]"]
+    runs = {"dense": root / "dense", "pruned": root / "pruned"}
+    run_cli("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.quantize.mode=int8",
+            "--run-dir", runs["dense"], check_code=0, timeout=900)
+    run_cli("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.prune.sparsity=0.8",
+            "--run-dir", runs["pruned"], check_code=0, timeout=900)
+    for fmt in ("onnx", "tflite"):
+        run_cli("export", runs["dense"], "--format", fmt, "--quantize", "int8", check_code=0)
+    return runs
+
+
+def _json(path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_pruned_digits_keep_accuracy_and_hold_real_zeros_in_a_plain_keras_load(digits_runs):
+    import subprocess
+    import sys
+
+    dense, pruned = (_json(digits_runs[k] / "metrics.json") for k in ("dense", "pruned"))
+    assert dense["test"]["accuracy"] - pruned["test"]["accuracy"] <= 0.01
+    assert pruned["compress"]["sparsity"]["overall"] == pytest.approx(0.8, abs=1e-4)
+    assert set(pruned["compress"]["sparsity"]["layers"]) == {"conv2d", "conv2d_1", "dense", "head"}
+    assert "compress" not in _json(digits_runs["dense"] / "metrics.json") or "sparsity" not in dense["compress"]
+    # a fresh process without dlrun on its path: plain Keras layers, no custom objects, real zeros
+    code = ("import sys, keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
+            "k = [l.kernel.numpy() for l in m._flatten_layers() if isinstance(l, (keras.layers.Conv2D, "
+            "keras.layers.Dense))]; print(len(k), sum(int((w == 0).sum()) for w in k) / sum(w.size for w in k))")
+    out = subprocess.run([sys.executable, "-c", code, str(digits_runs["pruned"] / "model.keras")], cwd="/",
+                         env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
+    count, zeros = out.stdout.split()
+    assert int(count) == 4 and float(zeros) >= 0.79, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_pruned_litert_gzips_to_under_40_percent_and_runtimes_agree(digits_runs):
+    exports = {k: _json(digits_runs[k] / "export" / "export.json") for k in ("dense", "pruned")}
+    assert exports["pruned"]["model.tflite"]["gzip_bytes"] <= 0.4 * exports["dense"]["model.tflite"]["gzip_bytes"]
+    for run in exports.values():
+        for name in ("model.onnx", "model.tflite"):
+            entry = run[name]
+            assert entry["examples"] == 359 and entry["ok"]
+            assert abs(entry["accuracy"] - entry["keras_accuracy"]) <= 0.001
+            assert entry["size_bytes"] > entry["gzip_bytes"] > 0 and entry["latency_ms"]["runs"] == 200
+
+
+@pytest.mark.slow
+def test_keras_int8_stays_within_a_point_and_latency_covers_every_model(digits_runs):
+    import keras
+
+    quantized = _json(digits_runs["dense"] / "metrics.json")["compress"]["quantize"]
+    assert quantized["layers"] == ["dense", "head"]  # Keras quantizes Dense kernels; Conv2D stays float
+    assert quantized["float_test"]["accuracy"] - quantized["test"]["accuracy"] <= 0.01
+    model = keras.saving.load_model(digits_runs["dense"] / "model_int8.keras")
+    assert str(model.get_layer("dense").kernel.dtype) == "int8"
+    dense = _json(digits_runs["dense"] / "export" / "export.json")
+    for name in ("model_int8.onnx", "model_int8.tflite"):
+        assert dense[name]["quantize"] == "int8" and dense[name]["latency_ms"]["median"] > 0
+        assert dense[name]["keras_accuracy"] - dense[name]["accuracy"] <= 0.01
+
+
+@pytest.mark.slow
+def test_pruning_under_mirrored_on_two_cpu_replicas(tmp_path):
+    from conftest import run_cli
+
+    spec = small_spec(tmp_path, scope="layer", start_epoch=0, end_epoch=0.5, frequency=4)
+    spec.update(distribute={"strategy": "mirrored", "cpu_replicas": 2}, seed=3)
+    spec["train"] = {**spec["train"], "steps_per_execution": 1}
+    run = tmp_path / "run"
+    run_cli("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
+    metrics = _json(run / "metrics.json")
+    assert _json(run / "env.json")["replicas"] == 2
+    assert metrics["compress"]["sparsity"]["layers"] == pytest.approx(
+        {"conv2d": 0.75, "conv2d_1": 0.75, "dense": 0.75, "head": 0.75}, abs=2e-3)
+    assert metrics["test"]["accuracy"] >= 0.8
+
+
+@pytest.mark.slow
+def test_eval_reports_size_sparsity_and_each_runtimes_accuracy(digits_runs, capsys):
+    run = digits_runs["pruned"]
+    assert main(["eval", str(run)]) == 0
+    out = capsys.readouterr().out
+    result = _json(run / "eval" / "test-final" / "metrics.json")
+    deployment, exported = result["deployment"], _json(run / "export" / "export.json")
+    assert deployment["size_bytes"] == (run / "model.keras").stat().st_size
+    assert deployment["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    assert sorted(deployment["exports"]) == ["model.onnx", "model.tflite"]
+    for name, entry in deployment["exports"].items():
+        assert entry["accuracy"] == exported[name]["accuracy"]  # the same 359 test digits
+        assert f"  {name} ({exported[name]['runtime']}): accuracy {entry['accuracy']:.4f}" in out

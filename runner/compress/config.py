@@ -26,6 +26,9 @@ class Prune(Strict):
     structured: Optional[Literal["2:4"]] = Field(
         None, description="2:4: keep the 2 largest of every 4 consecutive input weights (50% sparsity, from "
                           "start_epoch on)")
+    scope: Literal["global", "layer"] = Field(
+        "global", description="global: one magnitude threshold across the pruned kernels, so `sparsity` is reached "
+                              "overall and small sensitive layers keep more; layer: `sparsity` in every kernel")
     layers: dict[str, LayerPrune] = Field(
         default_factory=dict, description="per-layer overrides by name pattern (fnmatch, first match wins), "
                                           "e.g. {'dense_1': {sparsity: 0}}; by default every Conv/Dense kernel "

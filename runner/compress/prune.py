@@ -13,12 +13,14 @@ GROUP, KEEP = 4, 2  # "2:4": keep 2 of every 4 consecutive input weights
 
 @dataclass
 class LayerPlan:
-    """What happens to one Conv/Dense kernel: its name, shape, final sparsity and whether 2:4 structured."""
+    """What happens to one Conv/Dense kernel: its name, shape, final sparsity, whether 2:4 structured, and whether
+    it shares the global threshold (then `sparsity` is reached across all such kernels together)."""
 
     name: str
     shape: tuple
     sparsity: float
     structured: bool
+    pooled: bool = False
 
     def final_sparsity(self) -> float:
         return KEEP / GROUP if self.structured else self.sparsity
@@ -47,13 +49,16 @@ def plan(prune, layers: list[tuple[str, tuple]]) -> list[LayerPlan]:
     plans = []
     for name, shape in layers:
         override = next((o for pattern, o in prune.layers.items() if fnmatch.fnmatchcase(name, pattern)), None)
-        sparsity, structured = prune.sparsity, prune.structured
+        sparsity, structured, own = prune.sparsity, prune.structured, False
         if override is not None:
+            own = override.sparsity is not None
             sparsity = override.sparsity if override.sparsity is not None else sparsity
             structured = override.structured if "structured" in override.model_fields_set else structured
             if override.sparsity == 0 and "structured" not in override.model_fields_set:
                 structured = None  # sparsity 0 leaves the layer dense
-        plans.append(LayerPlan(name, tuple(shape), float(sparsity), structured == "2:4"))
+        structured = structured == "2:4"
+        pooled = prune.scope == "global" and not structured and not own and sparsity > 0
+        plans.append(LayerPlan(name, tuple(shape), float(sparsity), structured, pooled))
     return plans
 
 
@@ -66,6 +71,15 @@ def magnitude_mask(w, sparsity: float):
     if k:
         mask[np.argsort(np.abs(w), axis=None, kind="stable")[:k]] = 0
     return mask.reshape(w.shape)
+
+
+def global_magnitude_masks(weights: list, sparsity: float) -> list:
+    """magnitude_mask over several kernels at once: one threshold, round(sparsity * total) zeros in all."""
+    import numpy as np
+
+    flat = magnitude_mask(np.concatenate([np.ravel(w) for w in weights]), sparsity)
+    ends = np.cumsum([w.size for w in weights])[:-1]
+    return [m.reshape(w.shape) for m, w in zip(np.split(flat, ends), weights)]
 
 
 def two_four_mask(w):
@@ -111,11 +125,16 @@ class _Target:
         self.kernel.constraint = (lambda w: keras.ops.multiply(user(w), mask)) if user else (
             lambda w: keras.ops.multiply(w, mask))
 
-    def update(self, sparsity: float) -> None:
+    def weights(self):
         import keras
 
-        w = keras.ops.convert_to_numpy(self.kernel)
-        mask = two_four_mask(w) if self.plan.structured else magnitude_mask(w, sparsity)
+        return keras.ops.convert_to_numpy(self.kernel)
+
+    def update(self, sparsity: float, mask=None) -> None:
+        """A new mask (given, or from this kernel's magnitudes), applied to the kernel at once."""
+        w = self.weights()
+        if mask is None:
+            mask = two_four_mask(w) if self.plan.structured else magnitude_mask(w, sparsity)
         self.mask.assign(mask)
         self.kernel.assign(w * mask)
 
@@ -150,7 +169,16 @@ def make_pruning_callback(prune, model, epochs: int, steps_per_epoch: int, tenso
             step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
             previous = step - (self.model.steps_per_execution or 1)
             if schedule.update_due(previous, step, self.begin, self.end, self.frequency):
-                for target in self.targets:
+                self.update(step)
+
+        def update(self, step: int) -> None:
+            pooled = [t for t in self.targets if t.plan.pooled]
+            if pooled:
+                sparsity = schedule.sparsity_at(step, prune.sparsity, self.begin, self.end)
+                for target, mask in zip(pooled, global_magnitude_masks([t.weights() for t in pooled], sparsity)):
+                    target.update(sparsity, mask)
+            for target in self.targets:
+                if not target.plan.pooled:
                     target.update(schedule.sparsity_at(step, target.plan.sparsity, self.begin, self.end))
 
         def on_epoch_end(self, epoch, logs=None):
