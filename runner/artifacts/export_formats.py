@@ -40,12 +40,25 @@ def _write_saved_model(source, model, path, quantize, calibration):
 
 
 def _write_onnx(source, model, path, quantize, calibration):
+    _constant_normalization(model)
     model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
     if quantize == "int8":  # compress (issue 18): onnxruntime's dynamic int8 (int8 weights, activations per call)
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         rd.atomic_save(path, lambda tmp: quantize_dynamic(path, tmp, weight_type=QuantType.QInt8))
+
+
+def _constant_normalization(model) -> None:
+    """Normalization's mean and variance as numpy arrays: tf2onnx leaves the tensors a traced call captures as
+    graph inputs nobody feeds (onnxruntime: "Required inputs (['.../normalize/Sub/y:0', ...]) are missing"),
+    while arrays are traced as constants inside the graph."""
+    import keras
+    import numpy as np
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
 def _write_tflite(source, model, path, quantize, calibration, full_integer: bool = True):

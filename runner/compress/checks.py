@@ -49,8 +49,11 @@ def model_problems(prune, layers: list[tuple[str, tuple]]):
                 f"matches none of the Conv/Dense layers ({', '.join(names)}); received {pattern!r}")
     for p in plan(prune, layers):
         if p.structured and not structured_fits(p.shape):
-            where = next((("compress", "prune", "layers", pattern, "structured") for pattern, o in prune.layers.items()
-                          if fnmatch.fnmatchcase(p.name, pattern) and o.structured), ("compress", "prune", "structured"))
+            # the override that decided (the first matching pattern), else the block's own `structured`
+            pattern = next((pt for pt in prune.layers if fnmatch.fnmatchcase(p.name, pt)), None)
+            where = ("compress", "prune", "structured")
+            if pattern is not None and "structured" in prune.layers[pattern].model_fields_set:
+                where = ("compress", "prune", "layers", pattern, "structured")
             channels = p.shape[input_axis(p.shape)]
             yield where, (f"2:4 needs a multiple of {GROUP} input channels; layer {p.name!r} (kernel {list(p.shape)}) "
                           f"has {channels}; exclude it with compress.prune.layers: {{{p.name}: {{structured: null}}}}")
