@@ -191,7 +191,8 @@ def test_pruned_digits_keep_accuracy_and_hold_real_zeros_in_a_plain_keras_load(d
     # a fresh process without dlrun on its path: plain Keras layers, no custom objects, real zeros
     code = ("import sys, keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
             "k = [l.kernel.numpy() for l in m._flatten_layers() if isinstance(l, (keras.layers.Conv2D, "
-            "keras.layers.Dense))]; print(len(k), sum(int((w == 0).sum()) for w in k) / sum(w.size for w in k))")
+            "keras.layers.Dense))]; assert 'runner' not in sys.modules; "
+            "print(len(k), sum(int((w == 0).sum()) for w in k) / sum(w.size for w in k))")
     out = subprocess.run([sys.executable, "-c", code, str(digits_runs["pruned"] / "model.keras")], cwd="/",
                          env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
     count, zeros = out.stdout.split()
@@ -275,3 +276,20 @@ def test_quantization_aware_finetuning_trains_the_float_layers_around_frozen_int
     assert not np.array_equal(plain.get_layer("conv2d").kernel.numpy(), quantized.get_layer("conv2d").kernel.numpy())
     assert str(quantized.get_layer("head").kernel.dtype) == "int8"
     assert abs(record["test"]["accuracy"] - record["float_test"]["accuracy"]) <= 0.05
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_sparsity_per_layer_every_epoch(digits_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    acc = EventAccumulator(str(digits_runs["pruned"] / "tensorboard" / "compress"), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert sorted(acc.Tags()["tensors"]) == ["sparsity/conv2d", "sparsity/conv2d_1", "sparsity/dense",
+                                              "sparsity/head", "sparsity/overall"]
+    overall = [(e.step, float(make_ndarray(e.tensor_proto))) for e in acc.Tensors("sparsity/overall")]
+    assert [step for step, _ in overall] == list(range(40))
+    assert overall[0][1] == 0.0 and overall[-1][1] == pytest.approx(0.8, abs=1e-4)
+    assert [v for _, v in overall] == sorted(v for _, v in overall)  # the ramp only goes up
+    final = _json(digits_runs["pruned"] / "metrics.json")["compress"]["sparsity"]["layers"]
+    assert {t: float(make_ndarray(acc.Tensors(f"sparsity/{t}")[-1].tensor_proto)) for t in final} == pytest.approx(final)
