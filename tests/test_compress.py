@@ -321,6 +321,7 @@ def test_structured_two_four_in_training(tmp_path):
     spec.update(deterministic=False)
     spec["train"] = {**spec["train"], "epochs": 2}
     spec["compress"]["prune"].pop("sparsity")
+    keras.backend.clear_session()  # layer names as in a fresh `dlrun` process (the patterns name them)
     result = train_in_process(tmp_path / "run", spec)
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     for name in ("conv2d_1", "dense", "head"):
@@ -328,3 +329,20 @@ def test_structured_two_four_in_training(tmp_path):
         groups = np.moveaxis(w, 0 if w.ndim == 2 else -2, -1).reshape(-1, 4)
         assert (np.sum(groups == 0, axis=1) >= 2).all(), name
     assert result.metrics["compress"]["sparsity"]["layers"]["conv2d"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_structured_misfit_stops_an_in_process_run_before_training(tmp_path):
+    import keras
+
+    from runner.kernel.errors import ConfigError
+    from test_resume import train_in_process
+
+    spec = small_spec(tmp_path, structured="2:4")
+    spec["compress"]["prune"].pop("sparsity")
+    keras.backend.clear_session()
+    with pytest.raises(ConfigError) as e:
+        train_in_process(tmp_path / "run", spec)
+    assert str(e.value) == (
+        "compress.prune.structured: 2:4 needs a multiple of 4 input channels; layer 'conv2d' (kernel [3, 3, 1, 8]) "
+        "has 1; exclude it with compress.prune.layers: {conv2d: {structured: null}}")
+    assert not (tmp_path / "run" / "history.csv").exists()

@@ -150,8 +150,17 @@ def make_pruning_callback(prune, model, epochs: int, steps_per_epoch: int, tenso
     """The callback that owns the masks: updates them on the ramp, reports sparsity, and hands them to the backup."""
     import keras
 
+    from runner.compress.checks import model_problems
+    from runner.kernel.errors import ConfigError
+    from runner.language.yaml12 import dotted
+
     layers = prunable_layers(model)
-    plans = plan(prune, [(layer.name, tuple(layer.kernel.shape)) for layer in layers])
+    shapes = [(layer.name, tuple(layer.kernel.shape)) for layer in layers]
+    # `validate --deep` (run before every CLI train) says where in the spec; this guards the other callers
+    misfits = [f"{dotted(path)}: {rule}" for path, rule in model_problems(prune, shapes) if "2:4" in rule]
+    if misfits:
+        raise ConfigError(misfits)
+    plans = plan(prune, shapes)
     with model.distribute_strategy.scope():  # masks mirrored like the kernels they multiply
         targets = [_Target(layer, p) for layer, p in zip(layers, plans) if p.final_sparsity() > 0]
     begin, end = schedule.ramp(prune, epochs, steps_per_epoch)
