@@ -272,6 +272,7 @@ def test_quantization_aware_finetuning_trains_the_float_layers_around_frozen_int
     spec = small_spec(tmp_path)
     spec.pop("compress")
     spec.update(compress={"quantize": {"mode": "int8", "finetune_epochs": 1}}, deterministic=False)
+    keras.backend.clear_session()  # layer names as in a fresh `dlrun` process
     result = train_in_process(tmp_path / "run", spec)
     record = result.metrics["compress"]["quantize"]
     assert set(record) == {"mode", "layers", "float_test", "post_training_test", "test", "finetune_epochs"}
