@@ -122,10 +122,13 @@ def test_keras_export_copies_the_portable_model_file(run, tmp_path):
     assert (tmp_path / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
 
 
-def test_quantize_is_for_litert_only(run, tmp_path, capsys):
-    assert main(["export", str(run), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path)]) == 2
+def test_quantize_takes_the_modes_each_format_serves(run, tmp_path, capsys):
+    assert main(["export", str(run), "--format", "onnx", "--quantize", "float16", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "--quantize int8: quantization is for --format litert only; received --format onnx")
+        "--quantize float16: float16 quantization is for --format litert only; received --format onnx")
+    assert main(["export", str(run), "--format", "keras", "--quantize", "int8", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "--quantize int8: int8 quantization is for --format onnx or litert only; received --format keras")
     assert not (tmp_path / "model.onnx").exists()
 
 

@@ -10,6 +10,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from runner.artifacts.deployment import figures
 from runner.kernel import run_dir as rd
 from runner.kernel.registry import Registry, unknown_name_message
 
@@ -19,12 +20,12 @@ TOLERANCE = 1e-4  # max |output difference| accepted for float exports
 QUANTIZE = ("int8", "float16")
 
 # name -> writer, with the facts: the runtime that reads the file back (a pip distribution), the reader, the
-# other names it answers to, whether it quantizes, and the one-line description
+# other names it answers to, the quantizations it offers, and the one-line description
 EXPORT_FORMATS = Registry("export format")
 
 
 def artifact_name(fmt: str, quantize: str | None = None) -> str:
-    return rd.EXPORT_FILES[fmt] if not quantize else rd.quantized_export(quantize)
+    return rd.EXPORT_FILES[fmt] if not quantize else rd.quantized_export(quantize, fmt)
 
 
 def _write_keras(source, model, path, quantize, calibration):
@@ -44,8 +45,25 @@ def _write_saved_model(source, model, path, quantize, calibration):
 
 
 def _write_onnx(source, model, path, quantize, calibration):
+    _constant_normalization(model)
     model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
+    if quantize == "int8":  # compress (issue 18): onnxruntime's dynamic int8 (int8 weights, activations per call)
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        rd.atomic_save(path, lambda tmp: quantize_dynamic(path, tmp, weight_type=QuantType.QInt8))
+
+
+def _constant_normalization(model) -> None:
+    """Normalization's mean and variance as numpy arrays: tf2onnx leaves the tensors a traced call captures as
+    graph inputs nobody feeds (onnxruntime: "Required inputs (['.../normalize/Sub/y:0', ...]) are missing"),
+    while arrays are traced as constants inside the graph."""
+    import keras
+    import numpy as np
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
 def _write_litert(source, model, path, quantize, calibration, full_integer: bool = True):
@@ -99,13 +117,14 @@ def _read_litert(path, x):
     return interpreter.get_tensor(out["index"]).copy()
 
 
-EXPORT_FORMATS.register("keras", runtime="keras", read=_read_keras, aliases=(), quantizes=False,
+EXPORT_FORMATS.register("keras", runtime="keras", read=_read_keras, aliases=(), quantizes=(),
                         description="the compiled model.keras, loadable without dlrun")(_write_keras)
-EXPORT_FORMATS.register("saved_model", runtime="tensorflow", read=_read_saved_model, aliases=(), quantizes=False,
+EXPORT_FORMATS.register("saved_model", runtime="tensorflow", read=_read_saved_model, aliases=(), quantizes=(),
                         description="a TensorFlow SavedModel with a `serve` signature (TF Serving)")(_write_saved_model)
-EXPORT_FORMATS.register("onnx", runtime="onnxruntime", read=_read_onnx, aliases=(), quantizes=False,
+EXPORT_FORMATS.register("onnx", runtime="onnxruntime", read=_read_onnx, aliases=(), quantizes=("int8",),
                         description="ONNX, read back by ONNX Runtime")(_write_onnx)
-EXPORT_FORMATS.register("litert", runtime="ai-edge-litert", read=_read_litert, aliases=("tflite",), quantizes=True,
+EXPORT_FORMATS.register("litert", runtime="ai-edge-litert", read=_read_litert, aliases=("tflite",),
+                        quantizes=("int8", "float16"),
                         description="LiteRT (formerly TensorFlow Lite) flatbuffer, optionally quantized; "
                                     "alias tflite")(_write_litert)
 ALIASES = {alias: e.name for e in EXPORT_FORMATS.entries() for alias in e.aliases}
@@ -180,7 +199,9 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
         stage = f"{EXPORT_FORMATS.get(fmt).runtime} reading the exported file"
         check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
         entry.update(check)
-        if quantize == "int8":
+        if quantize == "int8" and fmt == "onnx":  # compress (issue 18)
+            entry.update(scheme="dynamic_range")
+        elif quantize == "int8":
             entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
             if not check["ok"]:
                 # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
@@ -189,6 +210,7 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
                 entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
                              scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
                 entry.pop("calibration")
+        entry.update(figures(fmt, path, x))  # compress (issue 18): sizes and per-example latency
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -58,6 +58,8 @@ def _make(cfg: Checkpoint, ctx):
             if cfg.save_last:
                 self._save_last(epoch)
             value = logs.get(self.monitor)
+            if epoch < ctx.monitor_from_epoch:  # e.g. still pruning: this model is not the final kind
+                return
             if cfg.save_best and value is not None and math.isfinite(value) and self._better(value):
                 self.best, self.best_epoch = float(value), epoch + 1
                 save_model(self.model, self.folder / rd.BEST, durable=False)

@@ -59,4 +59,5 @@ def build(cfg: EarlyStopping, ctx):
     mode = monitor_mode(monitor) if cfg.mode == "auto" else cfg.mode
     return [ResumableEarlyStopping(
         monitor=monitor, patience=cfg.patience, min_delta=cfg.min_delta, mode=mode,
-        restore_best_weights=cfg.restore_best_weights, start_from_epoch=cfg.start_from_epoch)]
+        restore_best_weights=cfg.restore_best_weights,
+        start_from_epoch=max(cfg.start_from_epoch, ctx.monitor_from_epoch))]

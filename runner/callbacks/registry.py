@@ -20,6 +20,7 @@ class CallbackContext:
     info: object = None  # DataInfo: class names, value range, examples per split
     train_data: object = None  # the batched, augmented training dataset that fit() consumes
     validation_data: object = None  # the batched validation dataset, or None
+    monitor_from_epoch: int = 0  # the first epoch (0-based) a best may come from (compress.prune: the ramp's end)
 
 
 def monitor_mode(monitor: str) -> str:

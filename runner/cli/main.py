@@ -290,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=format_choices(),
                    help="; ".join(f"{e.name}: {e.description}" for e in EXPORT_FORMATS.entries()))
     p.add_argument("--quantize", choices=QUANTIZE,
-                   help=f"{' or '.join(EXPORT_FORMATS.where(quantizes=True))} only: int8 (full-integer, calibrated "
-                        "on training examples) or float16 weights")
+                   help="; ".join(f"{e.name}: {' or '.join(e.quantizes)}" for e in EXPORT_FORMATS.entries()
+                                  if e.quantizes) + " (litert int8: full-integer, calibrated on training examples; "
+                                                    "onnx int8: int8 weights, activations quantized per call)")
     p.add_argument("--out", help="folder for the exported files (default RUN_DIR/export)")
     p.set_defaults(func=cmd_export)
 

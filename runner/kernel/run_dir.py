@@ -16,8 +16,10 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 ENV = "env.json"
 TENSORBOARD = "tensorboard"
+TENSORBOARD_COMPRESS = "compress"  # tensorboard/compress/: sparsity per layer while pruning
 CHECKPOINTS = "checkpoints"
 MODEL = "model.keras"
+MODEL_INT8 = "model_int8.keras"  # compress.quantize: the final model through Keras's model.quantize("int8")
 BEST = "best.keras"
 LAST = "last.keras"
 BACKUP = "backup"  # backup-<global step>.npz: everything a resume needs (callbacks/backup.py)
@@ -43,8 +45,8 @@ def fold_dir(k: int) -> str:
     return f"{FOLDS}/fold-{k}"
 
 
-def quantized_export(quantize: str) -> str:
-    return f"model_{quantize}.tflite"
+def quantized_export(quantize: str, fmt: str = "tflite") -> str:
+    return f"model_{quantize}.onnx" if fmt == "onnx" else f"model_{quantize}.tflite"
 
 def atomic_save(path: Path, save, durable: bool = True) -> None:
     """atomic.atomic_save after the background writer's pending writes, so files land in submission order."""

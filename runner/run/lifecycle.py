@@ -27,12 +27,12 @@ class RunResult:
     exports: list = field(default_factory=list)  # the spec's `export:` results, for the CLI to show
 
 
-def _best(history: dict, monitor: str, mode: str):
+def _best(history: dict, monitor: str, mode: str, first: int = 0):
     values = history.get(monitor)
     if not values:
         return None
     pick = max if mode == "max" else min
-    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
+    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v) and i >= first]
     if not finite:
         return None
     value, index = pick(finite)
@@ -156,6 +156,7 @@ class Experiment:
     test_ds: object
     monitor: str
     progress: object
+    compression: object  # compress.prune / quantize: masks during fit, folded and quantized at the end
     backup_cb: object
     runner: "_Fit"
     start: object
@@ -184,6 +185,7 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     from runner.callbacks import CallbackContext, build_callbacks
     from runner.callbacks.backup import AttributeState, make_backup_callback
     from runner.callbacks.progress import NanGuard, Progress
+    from runner.compress.hooks import Compression
     from runner.data.augment import augment_fn
     from runner.data.build import build_data
     from runner.data.pipeline import eval_dataset, label_fn, steps_per_epoch, train_dataset
@@ -273,12 +275,16 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         test_ds = eval_dataset(data.splits["test"], cfg.data, labels) if data.has("test") else None
 
         monitor = _default_monitor(cfg, metric_names, has_validation)
+        # a best is only picked once pruning has reached its target sparsity
+        compression = Compression(cfg.compress, cfg.train.epochs, steps)
         ctx = CallbackContext(run_dir, monitor, has_validation, steps, info=info, train_data=train_ds,
-                              validation_data=val_ds)
+                              validation_data=val_ds, monitor_from_epoch=compression.monitor_from_epoch)
         progress = Progress(run_dir, steps, n_train, resumed_from=start.resumed_from() if start.backup else None)
         nan_guard = NanGuard(steps)
         user_callbacks = build_callbacks(cfg.callbacks if task is None else task.callbacks_config(cfg), ctx)
         user_callbacks += task.callbacks(cfg, ctx, model) if task is not None else []
+        # the pruning callback is stateful, so its masks go into every backup
+        user_callbacks += compression.callbacks(model, ctx, tensorboard=cfg.callbacks.tensorboard is not None)
         stateful = {type(cb).__name__: cb for cb in [*user_callbacks, progress] if hasattr(cb, "get_state")}
         for cb in user_callbacks:  # Keras's own counters, reset by its on_train_begin
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
@@ -295,7 +301,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         stack.close()
         raise
     return Experiment(cfg, run_dir, strategy, chief, data, mode, steps, model, from_logits, metric_names,
-                      train_from, val_ds, test_ds, monitor, progress, backup_cb, runner, start, labels, task, fid_file,
+                      train_from, val_ds, test_ds, monitor, progress, compression, backup_cb, runner, start, labels,
+                      task, fid_file,
                       started_at=time.perf_counter() if started_at is None else started_at, stack=stack)
 
 
@@ -328,7 +335,7 @@ def finish(exp: Experiment) -> RunResult:
         if ds is not None:
             results[split] = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     results["train"].pop("learning_rate", None)
-    best = _best(history, exp.monitor, monitor_mode(exp.monitor))
+    best = _best(history, exp.monitor, monitor_mode(exp.monitor), exp.compression.monitor_from_epoch)
     # train_s: the fit, first to last epoch; wall_s: the process up to the summary, set when metrics.json is written
     metrics = {**results, "epochs_run": len(history.get("loss", [])), "best": best,
                "throughput": {"examples_per_sec": exp.progress.examples_per_sec()},
@@ -338,9 +345,12 @@ def finish(exp: Experiment) -> RunResult:
         from runner.training.distill import student_of
 
         model = student_of(model)
+    exp.compression.fold(model)  # masks into the weights: plain layers with real zeros are saved
     with exp.strategy.scope():
         portable_compile(model, cfg.train, exp.mode, exp.from_logits, exp.metric_names, exp.info)
     rd.atomic_save(run_dir.file(rd.MODEL), model.save)
+    if cfg.compress is not None:  # sparsity, and the int8 model quantized from the model.keras just saved
+        metrics.update(exp.compression.finish(model, run_dir, exp.test_ds, exp.train_from(0)))
     from runner.artifacts.plots import write_plots
 
     write_plots(run_dir, model, exp.info, exp.from_logits, {"validation": exp.val_ds, "test": exp.test_ds})

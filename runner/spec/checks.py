@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from runner.data.augment import AUGMENTATIONS
+from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import LOSSES
@@ -118,6 +119,7 @@ def cross_checks(cfg):
             name = next(iter(type(step).model_fields))
             if AUGMENTATIONS.get(name).rgb_only:
                 yield ("data", "augment", i, name), f"needs RGB images (3 channels); {why}"
+    yield from compress_problems(cfg)
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":

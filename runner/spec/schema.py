@@ -20,6 +20,7 @@ from runner.training.metrics import METRICS, default_metrics
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
+from runner.compress import Compress
 from runner.spec.sweep import Sweep
 import runner.tasks.gan  # noqa: F401  (registers the gan task)
 from runner.tasks.registry import TASKS
@@ -163,6 +164,7 @@ class Config(Strict):
     distribute: Distribute = Field(default_factory=Distribute, description="tf.distribute strategy")
     output: Output = Field(default_factory=Output, description="where run directories go")
     distill: Optional[Distill] = Field(None, description="knowledge distillation from a teacher (Hinton et al.)")
+    compress: Optional[Compress] = Field(None, description="pruning and quantization (see docs/compression.md)")
     gan: Optional[GanOptions] = Field(
         None, description="task gan: loss, EMA, sample grid and FID (see docs/gan.md)")
     export: list[ExportFormat] = Field(

@@ -55,7 +55,8 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     ds = eval_dataset(data.splits[split], cfg.data, label_fn(mode, info.num_classes))
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     result = {"split": split, "checkpoint": checkpoint, "model": str(run.model_file(checkpoint).relative_to(run.path)),
-              "examples": info.cardinality[split], "metrics": metrics}
+              "examples": info.cardinality[split], "metrics": metrics,
+              "deployment": _deployment(model, run.model_file(checkpoint))}  # compress (issue 18)
 
     folder = run.path / rd.EVAL / f"{split}-{checkpoint}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,9 +65,38 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
         outputs = model.predict(as_model_input(x), batch_size=cfg.data.batch_size, verbose=0)
         result.update(_classification_report(y, predicted_classes(outputs, mode, from_logits), info.class_names,
                                              folder, f"{split} split, {result['model']}"))
+        if checkpoint == "final":  # compress (issue 18): the exports of this model, each run by its runtime
+            result["deployment"]["exports"] = _exports_on_split(run, x, y, mode, from_logits)
     saved = {k: v for k, v in result.items() if k != "report_text"}  # report.txt holds the text
     rd.atomic_write(folder / rd.METRICS, lambda f: json.dump(saved, f, indent=2))
     return {**result, "folder": str(folder)}
+
+
+def _deployment(model, model_file) -> dict:
+    """The evaluated file's size, gzipped size, and the fraction of zeros in its Conv/Dense kernels."""
+    from runner.artifacts.deployment import sizes
+    from runner.compress.prune import sparsity_of
+
+    return {**sizes(model_file), "sparsity": sparsity_of(model)["overall"]}
+
+
+def _exports_on_split(run: Run, x, y, mode: str, from_logits: bool) -> dict:
+    """Accuracy on the split of each file in RUN_DIR/export/export.json, as its own runtime computes it."""
+    import numpy as np
+
+    from runner.artifacts.export_formats import RUNTIMES, run_exported
+
+    manifest_path = run.path / rd.EXPORT / rd.EXPORT_MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    out = {}
+    for name, entry in manifest.items():
+        path = run.path / rd.EXPORT / name
+        if "error" in entry or not path.exists() or entry["format"] not in RUNTIMES:
+            continue
+        predicted = predicted_classes(run_exported(entry["format"], path, x), mode, from_logits)
+        out[name] = {"runtime": entry["runtime"], "accuracy": float(np.mean(predicted == y)),
+                     **{k: entry[k] for k in ("size_bytes", "gzip_bytes", "latency_ms") if k in entry}}
+    return out
 
 
 def _classification_report(y_true, y_pred, class_names, folder, title: str) -> dict:
@@ -98,6 +128,8 @@ def _classification_report(y_true, y_pred, class_names, folder, title: str) -> d
 def format_result(result: dict) -> str:
     lines = [f"{result['split']} split, {result['examples']} examples, model {result['model']}"]
     lines += [f"  {k}: {v:.4f}" for k, v in result["metrics"].items()]
+    for name, e in result.get("deployment", {}).get("exports", {}).items():  # compress (issue 18)
+        lines.append(f"  {name} ({e['runtime']}): accuracy {e['accuracy']:.4f}")
     if "report_text" in result:
         lines += ["", result["report_text"].rstrip()]
     lines.append(f"written to {result['folder']}")

@@ -17,10 +17,10 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
     from runner.training.losses import label_mode
 
     formats = [format_name(f) for f in formats]  # the CLI offers only known names and aliases
-    quantizing = EXPORT_FORMATS.where(quantizes=True)
-    if quantize and not set(formats) <= set(quantizing):
-        raise ConfigError(f"--quantize {quantize}: quantization is for --format {' or '.join(quantizing)} only; "
-                          f"received --format {', '.join(formats)}")
+    if quantize and any(quantize not in EXPORT_FORMATS.get(f).quantizes for f in formats):
+        quantizing = EXPORT_FORMATS.where(quantizes=quantize)
+        raise ConfigError(f"--quantize {quantize}: {quantize} quantization is for --format {' or '.join(quantizing)} "
+                          f"only; received --format {', '.join(formats)}")
     cfg = run.cfg
     model = run.load_model("final", unsafe)
     out = Path(out) if out else run.path / rd.EXPORT
