@@ -10,7 +10,8 @@ from conftest import write_spec
 from runner.cli.main import main
 from runner.compress import schedule
 from runner.compress.config import Prune
-from runner.compress.prune import LayerPlan, global_magnitude_masks, magnitude_mask, plan, two_four_mask
+from runner.compress.plan import LayerPlan, plan
+from runner.compress.prune import global_magnitude_masks, magnitude_mask, two_four_mask
 from runner.language.load import display_path as shown
 
 BASE = ("name: t\ndata: {source: sklearn, name: digits}\nmodel: {arch: cnn, filters: [8, 16], dense: [32]}\n"

@@ -40,7 +40,7 @@ def spec_problems(cfg):
 
 def model_problems(prune, layers: list[tuple[str, tuple]]):
     """(key path, rule) for what needs the model's Conv/Dense kernels: [(layer name, kernel shape)]."""
-    from runner.compress.prune import GROUP, input_axis, plan, structured_fits
+    from runner.compress.plan import GROUP, input_axis, plan, structured_fits
 
     names = [name for name, _ in layers]
     for pattern in prune.layers:
