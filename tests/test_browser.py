@@ -174,9 +174,14 @@ class DevTools:
 SERIES = "[...document.querySelectorAll('line-chart svg path')].filter(p => p.style.opacity === '1')"
 
 
-def test_chromium_shows_both_runs_series(board, tmp_path):
-    chromium = require_tool("chromium", "the TensorBoard page is checked in headless Chromium (Debian packages "
-                                        "chromium and chromium-driver; .ci/run installs them)")
+@pytest.fixture(scope="module")
+def chromium():
+    """Chromium's path; checked before the board's runs train (module fixtures set up in argument order)."""
+    return require_tool("chromium", "the TensorBoard page is checked in headless Chromium (Debian packages "
+                                    "chromium and chromium-driver; .ci/run installs them)")
+
+
+def test_chromium_shows_both_runs_series(chromium, board, tmp_path):
     base, _, _ = board
     browser = DevTools(chromium, tmp_path / "profile")
     try:

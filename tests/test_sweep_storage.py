@@ -67,7 +67,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres):
     assert not (tmp_path / "runs" / NAME / "sweep.db").exists()  # the study lives in the server only
     status = run_cli("sweep", path, "--status", "--storage", postgres, check_code=0).stdout.splitlines()
     assert status[:2] == [f"sweep {NAME}: random, maximize val_accuracy; storage {postgres}",
-                          f"finished 3/3 (3 complete, 0 pruned), 0 running, 0 queued, 0 failed"
+                          "finished 3/3 (3 complete, 0 pruned), 0 running, 0 queued, 0 failed"
                           + (f", {len(surplus)} surplus (not run)" if surplus else "")]
 
 
