@@ -105,8 +105,9 @@ def confusion_figure(cm: np.ndarray, class_names, title: str):
 
 
 def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[str]:
-    """learning_curves.png from history.csv and, for classification, confusion_matrix.png on the first split
-    of `splits` ({name: batched dataset or None}) that exists."""
+    """learning_curves.png from history.csv and the task's own figures (classification: confusion_matrix.png,
+    segmentation: segmentation_samples.png) on the first split of `splits` ({name: batched dataset or None})
+    that exists."""
     from runner.kernel import run_dir as rd
 
     written = []
@@ -117,11 +118,10 @@ def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[s
             rd.atomic_write(run_dir.file(rd.LEARNING_CURVES), lambda f: f.write(data), mode="wb")
             written.append(rd.LEARNING_CURVES)
     split, dataset = next(((k, v) for k, v in splits.items() if v is not None), (None, None))
-    if dataset is not None and info.task == "classification" and info.num_classes:
-        cm = confusion_matrix(model, dataset, info.num_classes, from_logits)
-        data = png_bytes(confusion_figure(cm, info.class_names, split))
-        rd.atomic_write(run_dir.file(rd.CONFUSION_MATRIX), lambda f: f.write(data), mode="wb")
-        written.append(rd.CONFUSION_MATRIX)
+    if dataset is not None:
+        from runner.tasks import task
+
+        written += task(info.task).write_artifacts(run_dir, model, info, from_logits, split, dataset)
     return written
 
 

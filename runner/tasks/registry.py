@@ -1,8 +1,61 @@
 """TASKS: one entry per task; a task owns its label encoding, the losses and metrics it accepts, its artifacts
-and what eval, predict and export do. Each task module registers itself here with its facts."""
+and what eval, predict and export do. Each task module registers a `Task` instance here with its facts.
+
+Facts every entry carries:
+- `data_task`: a value of the spec's `data.task` (supervised tasks); False for tasks set elsewhere (gan)
+- `per_pixel`: labels are masks, one class per pixel (augmentations move them with the image)
+- `default_metrics`: the metrics compiled when `train.metrics` is not set; the first is the default monitor
+- `class_weights`: whether `train.class_weight` applies
+Losses and metrics say which tasks they serve with their own `tasks` fact (see `accepts`)."""
 
 from __future__ import annotations
 
 from runner.kernel.registry import Registry
 
 TASKS = Registry("task")
+
+
+class Task:
+    """What a run does that depends on what it learns; the base is a supervised task with one label per example."""
+
+    name = "task"
+
+    def label_mode(self, loss_cfg, batch_augment: bool) -> str:
+        """How labels reach the loss: 'sparse' ints, 'one_hot', 'binary' (one logit) or 'regression'."""
+        raise NotImplementedError
+
+    def check_labels(self, x_shape: tuple, y_shape: tuple, where: str) -> None:
+        """Raise DataError (exit 3) when labels of `y_shape` (N first) do not fit this task."""
+
+    def write_artifacts(self, run_dir, model, info, from_logits: bool, split: str, dataset) -> list[str]:
+        """Task figures in the run directory from a batched held-out dataset; returns the file names written."""
+        return []
+
+    def tensorboard_samples(self, model, x, y, info) -> bytes | None:
+        """A PNG of training samples for TensorBoard, or None to keep the generic class-labelled grid."""
+        return None
+
+    def eval_report(self, model, x, y, mode: str, from_logits: bool, info, folder, title: str) -> dict:
+        """Extra results of `dlrun eval` beyond the compiled metrics (files go into `folder`)."""
+        return {}
+
+    def export_check(self, expected, got, y, mode: str, from_logits: bool) -> dict:
+        """Task figures comparing an exported file's outputs with Keras's (besides max |diff|)."""
+        return {}
+
+
+def task(name: str) -> Task:
+    """The Task object of a registered task name."""
+    return TASKS.get(name).builder
+
+
+def accepts(registry, name: str, task_name: str) -> bool | None:
+    """Whether the loss or metric `name` serves `task_name`; None when the entry names no tasks."""
+    tasks = registry.get(name).facts.get("tasks")
+    return None if tasks is None else task_name in tasks
+
+
+def segmentation_only(registry) -> list[str]:
+    """Entries that serve per-pixel tasks only (a classifier or regressor refuses them)."""
+    pixel = set(TASKS.where(per_pixel=True))
+    return [e.name for e in registry.entries() if e.facts.get("tasks") and set(e.facts["tasks"]) <= pixel]

@@ -6,7 +6,7 @@ import json
 
 from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError
-from runner.artifacts.export_formats import as_model_input, predicted_classes
+from runner.artifacts.export_formats import as_model_input
 from runner.tools.open_run import Run
 
 def split_arrays(data, split: str, batch_size: int):
@@ -37,7 +37,8 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     from runner.data.pipeline import eval_dataset, label_fn
     from runner.models import outputs_logits
     from runner.training.losses import LOSSES, label_mode
-    from runner.training.metrics import build_metric, default_metrics
+    from runner.tasks import task
+    from runner.training.metrics import METRICS, default_metrics
 
     cfg = run.cfg
     model = run.load_model(checkpoint, unsafe)
@@ -48,7 +49,7 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     names = cfg.train.metrics or default_metrics(info.task)
     # the spec's own loss and metrics, as training compiled them, so the numbers match metrics.json
     model.compile(loss=LOSSES.get(cfg.train.loss.name).builder(cfg.train.loss, mode, from_logits),
-                  metrics=[build_metric(n, mode, from_logits, info.num_classes) for n in names])
+                  metrics=[METRICS.get(n).builder(n, mode, from_logits, info.num_classes) for n in names])
     ds = eval_dataset(data.splits[split], cfg.data, label_fn(mode, info.num_classes))
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     result = {"split": split, "checkpoint": checkpoint, "model": str(run.model_file(checkpoint).relative_to(run.path)),
@@ -56,40 +57,12 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
 
     folder = run.path / rd.EVAL / f"{split}-{checkpoint}"
     folder.mkdir(parents=True, exist_ok=True)
-    if info.task == "classification":
-        x, y = split_arrays(data, split, cfg.data.batch_size)
-        outputs = model.predict(as_model_input(x), batch_size=cfg.data.batch_size, verbose=0)
-        result.update(_classification_report(y, predicted_classes(outputs, mode, from_logits), info.class_names,
-                                             folder, f"{split} split, {result['model']}"))
+    x, y = split_arrays(data, split, cfg.data.batch_size)
+    result.update(task(info.task).eval_report(model, x, y, mode, from_logits, info, folder,
+                                              f"{split} split, {result['model']}"))
     saved = {k: v for k, v in result.items() if k != "report_text"}  # report.txt holds the text
     rd.atomic_write(folder / rd.METRICS, lambda f: json.dump(saved, f, indent=2))
     return {**result, "folder": str(folder)}
-
-
-def _classification_report(y_true, y_pred, class_names, folder, title: str) -> dict:
-    """Per-class precision/recall/F1 (report.txt and the dict) and the confusion matrix (PNG and the dict)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
-
-    labels = list(range(len(class_names)))
-    kwargs = {"labels": labels, "target_names": [str(c) for c in class_names], "zero_division": 0, "digits": 4}
-    text = classification_report(y_true, y_pred, **kwargs)
-    report = classification_report(y_true, y_pred, output_dict=True, **kwargs)
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    rd.atomic_write(folder / rd.EVAL_REPORT, lambda f: f.write(text))
-
-    size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(matrix, display_labels=kwargs["target_names"]).plot(ax=ax, colorbar=False)
-    ax.set_title(title)
-    fig.tight_layout()
-    rd.atomic_save(folder / rd.CONFUSION_MATRIX, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return {"report": report, "report_text": text, "confusion_matrix": matrix.tolist(),
-            "class_names": list(class_names)}
 
 
 def format_result(result: dict) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
 from runner.training.losses import LOSSES, label_mode
-from runner.training.metrics import build_metric, default_metrics
+from runner.training.metrics import METRICS, default_metrics
 from runner.training.optimizers import build_optimizer
 from runner.training.schedules import build_schedule
 
@@ -88,9 +88,10 @@ def clip_after_all_reduce(optimizer) -> None:
 def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed):
     schedule = build_schedule(cfg_train.lr, steps_per_epoch, cfg_train.epochs)
     optimizer = build_optimizer(cfg_train.optimizer, schedule)
+    check_task_fit(cfg_train, info)
     loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
     names = cfg_train.metrics or default_metrics(info.task)
-    metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
+    metrics = [METRICS.get(n).builder(n, mode, from_logits, info.num_classes) for n in names]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
                   steps_per_execution=speed.steps_per_execution)
     if model.distribute_strategy.num_replicas_in_sync > 1:
@@ -99,12 +100,31 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
     return names
 
 
+def check_task_fit(cfg_train, info) -> None:
+    """The loss and metrics against the task the data turned out to be (`dlrun validate` checks what the spec
+    alone tells; with `data.task: auto` only the loaded labels do)."""
+    from runner.tasks import accepts
+
+    problems = []
+    if accepts(LOSSES, cfg_train.loss.name, info.task) is False:
+        problems.append(f"train.loss.name: {cfg_train.loss.name!r} is a "
+                        f"{' or '.join(LOSSES.get(cfg_train.loss.name).tasks)} loss; this data is a {info.task} task")
+    for i, name in enumerate(cfg_train.metrics or []):
+        if accepts(METRICS, name, info.task) is False:
+            problems.append(f"train.metrics[{i}]: {name!r} is a {' or '.join(METRICS.get(name).tasks)} metric; "
+                            f"this data is a {info.task} task")
+    if problems:
+        raise ConfigError(problems)
+
+
 def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_names, info):
     """Re-compile with built-in Keras objects only, so model.keras loads without dlrun installed."""
     import keras
 
     loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
-    builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
+    if not type(loss).__module__.startswith("keras"):
+        loss = None  # dlrun's own losses (dice) need dlrun to deserialize; the weights need no loss
+    builtin = [m for m in (METRICS.get(n).builder(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
     # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16
     trained = getattr(model.optimizer, "inner_optimizer", model.optimizer)

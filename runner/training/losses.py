@@ -56,15 +56,10 @@ class Huber(Strict):
 
 
 def label_mode(loss_cfg, task: str, batch_augment: bool) -> str:
-    """How labels reach the loss: 'sparse' ints, 'one_hot', 'binary' (one logit) or 'regression'."""
-    if task == "regression":
-        return "regression"
-    if loss_cfg.name == "binary_crossentropy":
-        return "binary"
-    smoothing = getattr(loss_cfg, "label_smoothing", 0.0)
-    if loss_cfg.name in ("categorical_crossentropy", "focal") or smoothing > 0 or batch_augment:
-        return "one_hot"
-    return "sparse"
+    """How labels reach the loss: 'sparse' ints, 'one_hot', 'binary' (one logit) or 'regression'; the task decides."""
+    from runner.tasks import task as task_of
+
+    return task_of(task).label_mode(loss_cfg, batch_augment)
 
 
 @LOSSES.register("auto", config=Auto)
@@ -93,6 +88,31 @@ def build_loss(cfg, mode: str, from_logits: bool):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
+class Dice(Strict):
+    """Soft Dice loss (1 - mean Dice over classes) of per-pixel softmax probabilities (Milletari et al. 2016)."""
+
+    name: Literal["dice"]
+    smooth: PositiveFloat = Field(1.0, description="added to numerator and denominator: empty classes score 1")
+
+
+class BceDice(Strict):
+    """Binary cross-entropy plus soft Dice for binary masks (one logit per pixel)."""
+
+    name: Literal["bce_dice"]
+    smooth: PositiveFloat = Field(1.0, description="added to the Dice numerator and denominator")
+    dice_weight: PositiveFloat = Field(1.0, description="weight of the Dice term against the cross-entropy")
+
+
+@LOSSES.register("dice", config=Dice, tasks=("segmentation",))
+@LOSSES.register("bce_dice", config=BceDice, tasks=("segmentation",))
+def build_dice(cfg, mode: str, from_logits: bool):
+    from runner.training.dice import BceDiceLoss, DiceLoss
+
+    if cfg.name == "bce_dice":
+        return BceDiceLoss(smooth=cfg.smooth, dice_weight=cfg.dice_weight, from_logits=from_logits)
+    return DiceLoss(smooth=cfg.smooth, from_logits=from_logits, one_hot=mode == "one_hot")
+
+
 def class_weights(spec, labels, info) -> dict[int, float] | None:
     """`train.class_weight` as Keras's {class index: weight}: 'balanced' is n / (classes * count), as in sklearn."""
     import numpy as np
@@ -101,7 +121,9 @@ def class_weights(spec, labels, info) -> dict[int, float] | None:
 
     if spec is None:
         return None
-    if info.task != "classification":
+    from runner.tasks import TASKS
+
+    if not TASKS.get(info.task).class_weights:
         raise ConfigError(f"train.class_weight: only classification takes class weights; this data is a "
                           f"{info.task} task. Remove train.class_weight")
     n = info.num_classes
@@ -126,13 +148,22 @@ def class_weighted(stream, spec, data, mode: str):
     import numpy as np
     import tensorflow as tf
 
+    from runner.tasks import TASKS
+
     labels = None
     if spec == "balanced":  # one pass over the training labels
-        labels = np.fromiter(data.splits["train"].map(lambda x, y: y).as_numpy_iterator(), dtype="int64")
+        # a mask's pixels each count as an example of their class
+        labels = np.concatenate([np.asarray(y, "int64").reshape(-1) for y in
+                                 data.splits["train"].map(lambda x, y: y).batch(4096).as_numpy_iterator()])
     weights = class_weights(spec, labels, data.info)
     table = tf.constant([weights[c] for c in range(data.info.num_classes)], tf.float32)
 
-    def index(y):
+    per_pixel = TASKS.get(data.info.task).per_pixel
+
+    def index(y):  # class ids of the batch: one per example, or one per pixel (then the weights are per pixel)
+        if per_pixel:
+            return tf.argmax(y, axis=-1) if mode == "one_hot" else tf.cast(tf.round(y[..., 0]), tf.int64) if (
+                mode == "binary") else y
         if mode == "one_hot":
             return tf.argmax(y, axis=-1)
         return tf.cast(tf.round(tf.reshape(y, (-1,))), tf.int64) if mode == "binary" else tf.reshape(y, (-1,))

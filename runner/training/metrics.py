@@ -12,7 +12,9 @@ REGRESSION_METRICS = {"mae", "mse", "rmse"}
 
 
 def default_metrics(task: str) -> list[str]:
-    return ["mae"] if task == "regression" else ["accuracy"]
+    from runner.tasks import TASKS
+
+    return list(TASKS.get(task).default_metrics)
 
 
 @functools.cache
@@ -70,3 +72,27 @@ def build_metric(name: str, mode: str, from_logits: bool, num_classes: int | Non
 
 for _name in sorted(CLASSIFICATION_METRICS | REGRESSION_METRICS):
     METRICS.register(_name)(build_metric)
+
+
+def build_pixel_metric(name: str, mode: str, from_logits: bool, num_classes: int | None):
+    """Segmentation metrics over every pixel: labels are sparse, one-hot or binary masks."""
+    import keras
+
+    from runner.training.dice import Dice
+
+    threshold = 0.0 if from_logits else 0.5
+    if name == "pixel_accuracy":
+        if mode == "binary":
+            return keras.metrics.BinaryAccuracy(name=name, threshold=threshold)
+        cls = keras.metrics.CategoricalAccuracy if mode == "one_hot" else keras.metrics.SparseCategoricalAccuracy
+        return cls(name=name)
+    if name == "mean_iou":
+        if mode == "binary":
+            return keras.metrics.BinaryIoU(target_class_ids=[0, 1], threshold=threshold, name=name)
+        return keras.metrics.MeanIoU(num_classes, sparse_y_true=mode != "one_hot", sparse_y_pred=False, name=name)
+    return Dice(num_classes or 2, binary=mode == "binary", threshold=threshold, sparse_y_true=mode != "one_hot",
+                name=name)
+
+
+for _name in ("pixel_accuracy", "mean_iou", "dice"):
+    METRICS.register(_name, tasks=("segmentation",), direction="max")(build_pixel_metric)

@@ -17,8 +17,6 @@ class NumpyData(DataCommon):
     path: str = Field(description="an .npz file")
     x_key: str = Field("x", description="array of inputs")
     y_key: str = Field("y", description="array of labels or targets")
-    task: Literal["auto", "classification", "regression"] = Field(
-        "auto", description="auto: integer labels are classes, floats are regression targets")
     class_names: Optional[list[str]] = Field(None, description="names of classes 0..N-1")
 
 
@@ -39,9 +37,14 @@ def load_numpy(cfg: NumpyData, seed: int) -> Pool:
         raise DataError(f"data.path: {cfg.path}: not a readable .npz file ({e})") from None
     if len(x) != len(y):
         raise DataError(f"data.path: {cfg.path}: {len(x)} inputs but {len(y)} labels")
+    if y.ndim == 4 and y.shape[-1] == 1:  # masks with a channel axis
+        y = y[..., 0]
+    if x.ndim == 3 and y.ndim == 3 and y.shape[1:] == x.shape[1:]:  # grayscale images without a channel axis
+        x = x[..., None]
     task = cfg.task
     if task == "auto":
-        task = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
+        task = ("regression" if not np.issubdtype(y.dtype, np.integer) else
+                "segmentation" if x.ndim == 4 and y.shape[1:] == x.shape[1:3] else "classification")
     if task == "regression":
         return Pool(x.astype("float32"), y.astype("float32"), task)
     y = y.astype("int64")
