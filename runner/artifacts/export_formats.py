@@ -15,6 +15,7 @@ from runner.kernel import run_dir as rd
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
 CHECK_EXAMPLES = 512  # held-out examples each export is compared on
 TOLERANCE = 1e-4  # max |output difference| accepted for float exports
+PIXEL_AGREEMENT = 0.999  # quantized segmentation exports: the share of pixels whose class must match Keras's
 RUNTIMES = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "tflite": "ai-edge-litert"}
 
 
@@ -92,19 +93,23 @@ def run_exported(fmt: str, path: Path, x):
     return interpreter.get_tensor(out["index"]).copy()
 
 
-def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dict:
-    """How far the runtime's outputs are from Keras's, and for classification both accuracies."""
+def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split, task_name) -> dict:
+    """How far the runtime's outputs are from Keras's, plus the task's figures (classification: both accuracies;
+    segmentation: the share of pixels given the same class)."""
     import numpy as np
+
+    from runner.tasks import task
 
     got = run_exported(fmt, path, x)
     check = {"runtime": f"{RUNTIMES[fmt]} {metadata.version(RUNTIMES[fmt])}", "split": split, "examples": len(x),
              "max_abs_diff": float(np.max(np.abs(got.astype("float64") - expected))),
              "tolerance": None if quantize else TOLERANCE}
-    if mode in ("sparse", "one_hot", "binary"):
-        check["keras_accuracy"] = float(np.mean(predicted_classes(expected, mode, from_logits) == y))
-        check["accuracy"] = float(np.mean(predicted_classes(got, mode, from_logits) == y))
-    check["ok"] = check["max_abs_diff"] <= TOLERANCE if not quantize else (
-        "accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01)
+    check.update(task(task_name).export_check(expected, got, y, mode, from_logits))
+    if quantize:
+        check["ok"] = ("accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01) and (
+            check.get("pixel_agreement", 1.0) >= PIXEL_AGREEMENT)
+    else:
+        check["ok"] = check["max_abs_diff"] <= TOLERANCE
     return check
 
 
@@ -122,7 +127,8 @@ def export_model(model, source: Path, data, formats, out: Path, mode: str, batch
     results = []
     for fmt in formats:
         path = out / artifact_name(fmt, quantize)
-        entry = _export_one(source, model, fmt, quantize, path, calibration, (x, y, expected, mode, split))
+        entry = _export_one(source, model, fmt, quantize, path, calibration,
+                            (x, y, expected, mode, split, data.info.task))
         manifest[path.name] = {k: v for k, v in entry.items() if k != "path"}
         results.append(entry)
     rd.atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2))
@@ -134,13 +140,13 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
     entry (and no file) instead of an exception, so the other formats still go out."""
     from runner.models import outputs_logits
 
-    x, y, expected, mode, split = held_out
+    x, y, expected, mode, split, task_name = held_out
     entry = {"format": fmt, "quantize": quantize, "path": str(path)}
     stage = "export"
     try:
         WRITERS[fmt](source, model, path, quantize, calibration)
         stage = f"{RUNTIMES[fmt]} reading the exported file"
-        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
+        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split, task_name)
         entry.update(check)
         if quantize == "int8":
             entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
@@ -148,8 +154,9 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
                 # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
                 # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
                 _write_tflite(source, model, path, quantize, calibration, full_integer=False)
-                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
-                             scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
+                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split,
+                                    task_name), scheme="dynamic_range",
+                             **{f"full_integer_{k}": check[k] for k in ("accuracy", "pixel_agreement") if k in check})
                 entry.pop("calibration")
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
         if path.is_dir():

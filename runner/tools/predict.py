@@ -1,5 +1,6 @@
 """`dlrun predict`: read image files, CSV rows, text lines or .npz arrays as the run's source yields them, and
-report the top-k classes (or the regression value) that the run's model gives each."""
+report the top-k classes (or the regression value) that the run's model gives each; a segmentation run writes
+a mask PNG per input."""
 
 from __future__ import annotations
 
@@ -162,6 +163,8 @@ def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[d
     model = run.load_model("final", unsafe)
     names, x = read_inputs(paths, run, model)
     outputs = model.predict(as_model_input(x), batch_size=run.cfg.data.batch_size, verbose=0).astype("float64")
+    if run.info["task"] == "segmentation":
+        return _masks(run, names, outputs, outputs_logits(model))
     if run.info["task"] == "regression":
         return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
                 for n, row in zip(names, outputs)]
@@ -176,7 +179,26 @@ def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[d
     return records
 
 
+def _masks(run: Run, names, outputs, from_logits: bool) -> list[dict]:
+    """Segmentation: one PNG of class ids per input in RUN_DIR/predictions/, and each class's share of pixels."""
+    import numpy as np
+
+    from runner.kernel import run_dir as rd
+    from runner.tasks.segmentation import mask_classes, write_masks
+
+    masks = mask_classes(outputs, "sparse", from_logits)
+    class_names = run.info.get("class_names") or [str(i) for i in range(max(2, outputs.shape[-1]))]
+    paths = write_masks(masks, names, run.path / rd.PREDICTIONS)
+    return [{"input": n, "mask": p, "pixels": {str(class_names[c]): float(np.mean(m == c))
+                                               for c in range(len(class_names))}}
+            for n, p, m in zip(names, paths, masks)]
+
+
 def _columns(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    if "mask" in records[0]:
+        classes = list(records[0]["pixels"])
+        return (["input", "mask", *classes],
+                [[r["input"], r["mask"], *(f"{r['pixels'][c]:.4f}" for c in classes)] for r in records])
     if "value" in records[0]:
         return ["input", "value"], [[r["input"], json.dumps(r["value"])] for r in records]
     k = len(records[0]["top_k"])
