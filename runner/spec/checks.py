@@ -11,13 +11,39 @@ from runner.training.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, 
 
 
 def task_hint(data) -> str | None:
-    """The task when the spec alone tells it (None when only the data can)."""
+    """The task when the spec alone tells it (None when only the data can): `data.task`, the bundled set's, or
+    for an .npz file the label array's shape and type, read from its header."""
+    task = getattr(data, "task", None)
+    if task not in (None, "auto"):
+        return task
     if data.source == "sklearn":
         from runner.data.sources.sklearn_source import task_of
 
         return task_of(data)
-    task = getattr(data, "task", None)
-    return None if task in (None, "auto") else task
+    if data.source == "numpy":
+        from runner.data.sources.numpy_source import header_task
+
+        return header_task(data)
+    return None
+
+
+def _task_rules(cfg, task: str | None):
+    """The task's own rules (tasks/), and labels whose shape the task cannot take, when the file header tells."""
+    if task is None:
+        return
+    from runner.tasks import task as task_of
+
+    yield from task_of(task).spec_problems(cfg)
+    if cfg.data.source == "numpy":
+        from runner.data.sources.numpy_source import header_shapes
+        from runner.kernel.errors import DataError
+
+        shapes = header_shapes(cfg.data)
+        if shapes is not None:
+            try:
+                task_of(task).check_labels(*shapes, where="")
+            except DataError as e:
+                yield ("data", "task"), e.message.removeprefix(": ")
 
 
 def _monitors(cfg):
@@ -48,7 +74,7 @@ def cross_checks(cfg):
     task = task_hint(data)
     has_validation = data.splits.validation is not None
     metrics = train.metrics or []
-    known = {"loss", *(train.metrics or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    known = {"loss", *(train.metrics or default_metrics(task))}
     for path, monitor in _monitors(cfg):
         if monitor.startswith("val_") and not has_validation:
             yield path, (f"{monitor!r} needs a validation split, and data.splits.validation is null; "
@@ -56,6 +82,8 @@ def cross_checks(cfg):
         elif monitor.removeprefix("val_") not in known:
             logged = sorted({m for k in known for m in (k, "val_" + k)})
             yield path, f"{monitor!r} is not logged; choose one of {', '.join(logged)}{did_you_mean(monitor, logged)}"
+
+    yield from _task_rules(cfg, task)
 
     warm = train.lr.warmup_epochs
     if train.lr.warmup_steps is None and warm >= train.epochs:

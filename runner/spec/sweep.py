@@ -183,7 +183,7 @@ def _metric_problem(sweep: Sweep, fields: dict) -> str | None:
 
     data, train = fields["data"], fields.get("train")
     task = task_hint(data)
-    names = {"loss", *((train and train.metrics) or (default_metrics(task) if task else ["accuracy", "mae"]))}
+    names = {"loss", *((train and train.metrics) or default_metrics(task))}
     metric = sweep.metric
     base = metric.removeprefix("val_").removeprefix("test_")
     if base not in names:

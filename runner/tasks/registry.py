@@ -27,6 +27,28 @@ class Task:
     def check_labels(self, x_shape: tuple, y_shape: tuple, where: str) -> None:
         """Raise DataError (exit 3) when labels of `y_shape` (N first) do not fit this task."""
 
+    def spec_problems(self, cfg):
+        """(key path, rule) for each part of the spec this task refuses; `dlrun validate` locates them."""
+        yield from self.train_problems(cfg.train)
+
+    def train_problems(self, train):
+        """The loss and metrics against this task, from their entries' `tasks` facts."""
+        from runner.training.losses import LOSSES
+        from runner.training.metrics import METRICS
+
+        loss = train.loss.name
+        if accepts(LOSSES, loss, self.name) is False:
+            yield ("train", "loss", "name"), (f"{loss!r} is a {' or '.join(LOSSES.get(loss).tasks)} loss; this "
+                                              f"data is a {self.name} task")
+        for i, name in enumerate(train.metrics or []):
+            if accepts(METRICS, name, self.name) is False:
+                yield ("train", "metrics", i), (f"{name!r} is a {' or '.join(METRICS.get(name).tasks)} metric; "
+                                                f"this data is a {self.name} task")
+
+    def fit_problems(self, train, info) -> list[str]:
+        """What the loaded data shows the spec to get wrong (the task was inferred), as `key: rule` lines."""
+        return [f"{dotted(path)}: {rule}" for path, rule in self.train_problems(train)]
+
     def write_artifacts(self, run_dir, model, info, from_logits: bool, split: str, dataset) -> list[str]:
         """Task figures in the run directory from a batched held-out dataset; returns the file names written."""
         return []
@@ -42,6 +64,14 @@ class Task:
     def export_check(self, expected, got, y, mode: str, from_logits: bool) -> dict:
         """Task figures comparing an exported file's outputs with Keras's (besides max |diff|)."""
         return {}
+
+
+def dotted(path) -> str:
+    """('train', 'metrics', 1) -> 'train.metrics[1]'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
 
 
 def task(name: str) -> Task:

@@ -7,10 +7,15 @@ from runner.kernel.errors import DataError
 from runner.tasks.registry import TASKS, Task
 
 SAMPLES = 8  # examples in segmentation_samples.png and the TensorBoard image
+# the per-example losses and metrics that also work per pixel (the rest name their tasks in a `tasks` fact)
+PER_PIXEL_LOSSES = ("auto", "sparse_categorical_crossentropy", "categorical_crossentropy", "focal",
+                    "binary_crossentropy")
+PER_PIXEL_METRICS = ("accuracy",)
+BINARY_LOSSES = ("binary_crossentropy", "bce_dice")
 
 
 def _shape(shape) -> str:
-    return "x".join(["N", *map(str, shape[1:])])
+    return "x".join(map(str, shape))
 
 
 def mask_classes(outputs, mode: str, from_logits: bool):
@@ -38,9 +43,44 @@ class Segmentation(Task):
     def label_mode(self, loss_cfg, batch_augment: bool) -> str:
         if loss_cfg.name in ("binary_crossentropy", "bce_dice"):
             return "binary"
-        if loss_cfg.name == "focal" or getattr(loss_cfg, "label_smoothing", 0.0) > 0:
+        if loss_cfg.name in ("focal", "categorical_crossentropy") or getattr(loss_cfg, "label_smoothing", 0.0) > 0:
             return "one_hot"
         return "sparse"
+
+    def spec_problems(self, cfg):
+        yield from super().spec_problems(cfg)
+        if cfg.data.batch_augment:
+            yield ("data", "batch_augment"), ("mixup and cutmix mix class labels per example; a segmentation task "
+                                              "has a label per pixel. Remove data.batch_augment")
+        if cfg.train.class_weight is not None and cfg.train.loss.name in ("dice", "bce_dice"):
+            yield ("train", "class_weight"), (f"class weights weight each pixel's cross-entropy; "
+                                              f"{cfg.train.loss.name!r} scores whole masks. Use "
+                                              "sparse_categorical_crossentropy or focal, or remove train.class_weight")
+
+    def train_problems(self, train):
+        from runner.tasks.registry import accepts
+        from runner.training.losses import LOSSES
+        from runner.training.metrics import METRICS
+
+        yield from super().train_problems(train)
+        loss = train.loss.name
+        if accepts(LOSSES, loss, self.name) is None and loss not in PER_PIXEL_LOSSES:
+            served = [*PER_PIXEL_LOSSES, *(e.name for e in LOSSES.entries() if accepts(LOSSES, e.name, self.name))]
+            yield ("train", "loss", "name"), (f"{loss!r} is not a per-pixel loss; a segmentation task takes "
+                                              f"{', '.join(served)}")
+        for i, name in enumerate(train.metrics or []):
+            if accepts(METRICS, name, self.name) is None and name not in PER_PIXEL_METRICS:
+                served = [*PER_PIXEL_METRICS, *METRICS.where(tasks=self.name)]
+                yield ("train", "metrics", i), (f"{name!r} is not a per-pixel metric; a segmentation task takes "
+                                                f"{', '.join(served)}")
+
+    def fit_problems(self, train, info) -> list[str]:
+        problems = super().fit_problems(train, info)
+        if train.loss.name in BINARY_LOSSES and info.num_classes != 2:
+            problems.append(f"train.loss.name: {train.loss.name!r} is for binary masks (classes 0 and 1); this data "
+                            f"has {info.num_classes} classes ({', '.join(map(str, info.class_names or []))}). Use "
+                            "sparse_categorical_crossentropy or dice")
+        return problems
 
     def check_labels(self, x_shape, y_shape, where: str) -> None:
         if len(x_shape) != 4:

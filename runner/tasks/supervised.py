@@ -7,7 +7,7 @@ from runner.tasks.registry import TASKS, Task
 
 
 def _shape(shape) -> str:
-    return "x".join(["N", *map(str, shape[1:])])
+    return "x".join(map(str, shape))
 
 
 class Classification(Task):

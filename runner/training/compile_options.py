@@ -103,16 +103,9 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
 def check_task_fit(cfg_train, info) -> None:
     """The loss and metrics against the task the data turned out to be (`dlrun validate` checks what the spec
     alone tells; with `data.task: auto` only the loaded labels do)."""
-    from runner.tasks import accepts
+    from runner.tasks import task
 
-    problems = []
-    if accepts(LOSSES, cfg_train.loss.name, info.task) is False:
-        problems.append(f"train.loss.name: {cfg_train.loss.name!r} is a "
-                        f"{' or '.join(LOSSES.get(cfg_train.loss.name).tasks)} loss; this data is a {info.task} task")
-    for i, name in enumerate(cfg_train.metrics or []):
-        if accepts(METRICS, name, info.task) is False:
-            problems.append(f"train.metrics[{i}]: {name!r} is a {' or '.join(METRICS.get(name).tasks)} metric; "
-                            f"this data is a {info.task} task")
+    problems = task(info.task).fit_problems(cfg_train, info)
     if problems:
         raise ConfigError(problems)
 

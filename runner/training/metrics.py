@@ -11,9 +11,13 @@ CLASSIFICATION_METRICS = {"accuracy", "top5_accuracy", "precision", "recall", "f
 REGRESSION_METRICS = {"mae", "mse", "rmse"}
 
 
-def default_metrics(task: str) -> list[str]:
+def default_metrics(task: str | None) -> list[str]:
+    """The metrics a task compiles when `train.metrics` is unset; with the task unknown (inferred from the data
+    later), every task's defaults."""
     from runner.tasks import TASKS
 
+    if task is None:
+        return list(dict.fromkeys(m for e in TASKS.entries() for m in e.facts.get("default_metrics", ())))
     return list(TASKS.get(task).default_metrics)
 
 
