@@ -81,6 +81,11 @@ def pool_task(cfg_data, pool: Pool) -> Pool:
 def build_data(cfg_data, seed: int) -> Data:
     loaded = SOURCES.get(cfg_data.source).builder(cfg_data, seed)
     if isinstance(loaded, Data):
+        wanted = getattr(cfg_data, "task", "auto")
+        if wanted not in ("auto", loaded.info.task):
+            raise DataError(f"data.task: {wanted}: the {cfg_data.source} source gives {loaded.info.task} labels "
+                            f"here (inputs {list(loaded.info.input_shape)}); set data.task: auto or "
+                            f"{loaded.info.task}")
         return loaded
     loaded = pool_task(cfg_data, loaded)
     import tensorflow as tf  # after the source: an offline tfds spec fails before TensorFlow loads

@@ -69,10 +69,10 @@ class Dice(keras.metrics.MeanIoU):
         return super().update_state(y_true, y_pred, sample_weight)
 
     def result(self):
-        cm = ops.cast(self.total_cm, self.dtype)
+        cm = ops.cast(self.total_cm, "float32")
         hits = ops.diagonal(cm)
         size = ops.sum(cm, axis=0) + ops.sum(cm, axis=1)
-        present = ops.cast(size > 0, self.dtype)
+        present = ops.cast(size > 0, "float32")
         dice = ops.divide_no_nan(2.0 * hits, size)
         return ops.divide_no_nan(ops.sum(dice * present), ops.sum(present))
 
