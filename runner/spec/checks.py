@@ -43,7 +43,8 @@ def _task_rules(cfg, task: str | None):
             try:
                 task_of(task).check_labels(*shapes, where="")
             except DataError as e:
-                yield ("data", "task"), e.message.removeprefix(": ")
+                # the key the user wrote: the task they forced, or the file whose labels decided it
+                yield ("data", "task" if cfg.data.task != "auto" else "path"), e.message.removeprefix(": ")
 
 
 def _monitors(cfg):
