@@ -4,6 +4,7 @@ are located errors."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -59,7 +60,9 @@ def test_digit_strokes_train_to_a_test_mean_iou_of_0_9(trained):
     env = json.loads((trained / "env.json").read_text())
     assert env["data"]["task"] == "segmentation" and env["data"]["num_classes"] == 3
     assert metrics["test"]["mean_iou"] >= 0.9, metrics["test"]
-    assert metrics["best"]["monitor"] == "val_mean_iou"
+    assert metrics["best"]["monitor"] == "val_mean_iou"  # maximized: the metric entry's direction fact
+    with open(trained / "history.csv") as f:
+        assert metrics["best"]["value"] == max(float(r["val_mean_iou"]) for r in csv.DictReader(f))
     assert (trained / "segmentation_samples.png").stat().st_size > 0
     assert not (trained / "confusion_matrix.png").exists()
 
@@ -84,7 +87,7 @@ def test_eval_reports_per_class_iou(trained):
 def test_predict_writes_a_mask_png_per_input(trained, tmp_path):
     data = np.load(strokes(tmp_path / "all.npz"))
     np.savez(tmp_path / "three.npz", x=data["x"][:3])
-    proc = run_cli("predict", trained, tmp_path / "three.npz", "--style", "json", check_code=0)
+    proc = run_cli("predict", trained, tmp_path / "three.npz", "--json", check_code=0)
     records = json.loads(proc.stdout)
     assert [os.path.basename(r["mask"]) for r in records] == ["three-0.png", "three-1.png", "three-2.png"]
     for record, truth in zip(records, data["y"][:3]):

@@ -23,5 +23,9 @@ class CallbackContext:
 
 
 def monitor_mode(monitor: str) -> str:
+    from runner.training.metrics import METRICS
+
     name = monitor[4:] if monitor.startswith("val_") else monitor
-    return "max" if name in MAXIMIZED else "min"
+    # a metric entry's `direction` fact (the segmentation metrics carry one) decides where the hand list is silent
+    maximized = name in MAXIMIZED or (name in METRICS and METRICS.get(name).facts.get("direction") == "max")
+    return "max" if maximized else "min"
