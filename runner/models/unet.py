@@ -33,7 +33,7 @@ def _convs(cfg: UNet, x, filters: int):
     return x
 
 
-@ARCHS.register("unet", config=UNet)
+@ARCHS.register("unet", config=UNet, outputs="pixel")
 def build_unet(cfg: UNet, x, out_units: int):
     import keras
 

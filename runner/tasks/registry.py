@@ -29,7 +29,35 @@ class Task:
 
     def spec_problems(self, cfg):
         """(key path, rule) for each part of the spec this task refuses; `dlrun validate` locates them."""
+        from runner.models import ARCHS
+
         yield from self.train_problems(cfg.train)
+        arch = getattr(cfg.model, "arch", None)
+        # an arch's `outputs` fact: "pixel" (per-pixel logits), "any" (a layers: list), else one per example
+        outputs = ARCHS.get(arch).facts.get("outputs", "example") if arch in ARCHS else "any"
+        per_pixel = TASKS.get(self.name).per_pixel
+        if outputs != "any" and (outputs == "pixel") != per_pixel:
+            takers = ARCHS.where(outputs="pixel") if per_pixel else [
+                a for a in ARCHS.names() if ARCHS.get(a).facts.get("outputs", "example") == "example"]
+            gives = "per-pixel logits" if outputs == "pixel" else "one output per example"
+            needs = "per-pixel outputs" if per_pixel else "one output per example"
+            yield ("model", "arch"), (f"{arch!r} gives {gives}; a {self.name} task needs {needs}: use "
+                                      f"{', '.join(takers)} or a layers: list")
+
+    def check_model(self, model, info) -> None:
+        """Raise ConfigError when the built model's outputs cannot carry this task's labels (a layers: list)."""
+        from runner.kernel.errors import ConfigError
+
+        shape = _output_shape(model)
+        if shape is None:
+            return
+        per_pixel = TASKS.get(self.name).per_pixel
+        wanted = (*info.input_shape[:2], None) if per_pixel else (None,)
+        if len(shape) != len(wanted) or any(w is not None and w != s for w, s in zip(wanted, shape)):
+            what = (f"per-pixel class logits of the input's {info.input_shape[0]}x{info.input_shape[1]} "
+                    "(height x width x classes)" if per_pixel else "one output vector per example")
+            raise ConfigError(f"model: the model's outputs have shape {list(shape)} per example; a {self.name} task "
+                              f"needs {what}")
 
     def train_problems(self, train):
         """The loss and metrics against this task, from their entries' `tasks` facts."""
@@ -64,6 +92,12 @@ class Task:
     def export_check(self, expected, got, y, mode: str, from_logits: bool) -> dict:
         """Task figures comparing an exported file's outputs with Keras's (besides max |diff|)."""
         return {}
+
+
+def _output_shape(model) -> tuple | None:
+    """The model's output shape without the batch axis; None for subclassed wrappers (a distiller)."""
+    outputs = getattr(model, "outputs", None)
+    return tuple(outputs[0].shape[1:]) if outputs else None
 
 
 def dotted(path) -> str:

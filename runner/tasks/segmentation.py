@@ -93,7 +93,6 @@ class Segmentation(Task):
                                else ""))
 
     def write_artifacts(self, run_dir, model, info, from_logits, split, dataset):
-        from runner.artifacts import plots
         from runner.kernel import run_dir as rd
 
         x, y = next(iter(dataset.unbatch().batch(SAMPLES)))
@@ -121,7 +120,8 @@ class Segmentation(Task):
 
         outputs = model.predict(as_model_input(x), batch_size=64, verbose=0)
         n = info.num_classes
-        truth, predicted = np.asarray(y).reshape(-1).astype("int64"), mask_classes(outputs, mode, from_logits).reshape(-1)
+        truth = np.asarray(y).reshape(-1).astype("int64")
+        predicted = mask_classes(outputs, mode, from_logits).reshape(-1)
         cm = np.bincount(truth * n + predicted, minlength=n * n).reshape(n, n)
         names = [str(c) for c in (info.class_names or range(n))]
         iou = {}

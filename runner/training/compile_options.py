@@ -10,6 +10,7 @@ from runner.training.losses import LOSSES, label_mode
 from runner.training.metrics import METRICS, default_metrics
 from runner.training.optimizers import build_optimizer
 from runner.training.schedules import build_schedule
+from runner.tasks import task
 
 
 @dataclass
@@ -89,6 +90,7 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
     schedule = build_schedule(cfg_train.lr, steps_per_epoch, cfg_train.epochs)
     optimizer = build_optimizer(cfg_train.optimizer, schedule)
     check_task_fit(cfg_train, info)
+    task(info.task).check_model(model, info)
     loss = LOSSES.get(cfg_train.loss.name).builder(cfg_train.loss, mode, from_logits)
     names = cfg_train.metrics or default_metrics(info.task)
     metrics = [METRICS.get(n).builder(n, mode, from_logits, info.num_classes) for n in names]
@@ -103,8 +105,6 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
 def check_task_fit(cfg_train, info) -> None:
     """The loss and metrics against the task the data turned out to be (`dlrun validate` checks what the spec
     alone tells; with `data.task: auto` only the loaded labels do)."""
-    from runner.tasks import task
-
     problems = task(info.task).fit_problems(cfg_train, info)
     if problems:
         raise ConfigError(problems)
