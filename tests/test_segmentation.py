@@ -271,3 +271,20 @@ def test_binary_mask_losses_need_two_classes(tmp_path):
     proc = run_cli("train", write_spec(tmp_path, spec), check_code=2)
     assert clean(proc) == ("train.loss.name: 'bce_dice' is for binary masks (classes 0 and 1); this data "
                            "has 3 classes (0, 1, 2). Use sparse_categorical_crossentropy or dice")
+
+
+def test_a_layers_list_without_per_pixel_outputs_is_refused_when_built(tmp_path):
+    spec = strokes_spec(tmp_path)
+    spec["model"] = {"layers": [{"Flatten": {}}, {"Dense": {"units": 3}}]}
+    proc = run_cli("train", write_spec(tmp_path, spec), check_code=2)
+    assert clean(proc) == ("model: the model's outputs have shape [3] per example; a segmentation task needs "
+                           "per-pixel class logits of the input's 8x8 (height x width x classes)")
+
+
+def test_a_classifier_arch_on_masks_is_refused_at_validate(tmp_path):
+    spec = strokes_spec(tmp_path)
+    spec["model"] = {"arch": "cnn"}
+    path = write_spec(tmp_path, spec)
+    proc = run_cli("validate", path, check_code=2)
+    assert clean(proc) == (f"{os.path.relpath(path, ROOT)}:{_line(path, 'arch')}: model.arch: 'cnn' gives one output "
+                           "per example; a segmentation task needs per-pixel outputs: use unet or a layers: list")
