@@ -81,8 +81,9 @@ class Task:
         """Task figures in the run directory from a batched held-out dataset; returns the file names written."""
         return []
 
-    def tensorboard_samples(self, model, x, y, info) -> bytes | None:
-        """A PNG of training samples for TensorBoard, or None to keep the generic class-labelled grid."""
+    def tensorboard_samples(self, model, x, y, info, title: str = "training batch") -> bytes | None:
+        """A PNG of samples (x, y) with the model's outputs for TensorBoard, or None to keep the generic
+        class-labelled grid."""
         return None
 
     def eval_report(self, model, x, y, mode: str, from_logits: bool, info, folder, title: str) -> dict:
@@ -117,9 +118,3 @@ def accepts(registry, name: str, task_name: str) -> bool | None:
     """Whether the loss or metric `name` serves `task_name`; None when the entry names no tasks."""
     tasks = registry.get(name).facts.get("tasks")
     return None if tasks is None else task_name in tasks
-
-
-def segmentation_only(registry) -> list[str]:
-    """Entries that serve per-pixel tasks only (a classifier or regressor refuses them)."""
-    pixel = set(TASKS.where(per_pixel=True))
-    return [e.name for e in registry.entries() if e.facts.get("tasks") and set(e.facts["tasks"]) <= pixel]
