@@ -288,3 +288,14 @@ def test_a_classifier_arch_on_masks_is_refused_at_validate(tmp_path):
     proc = run_cli("validate", path, check_code=2)
     assert clean(proc) == (f"{os.path.relpath(path, ROOT)}:{_line(path, 'arch')}: model.arch: 'cnn' gives one output "
                            "per example; a segmentation task needs per-pixel outputs: use unet or a layers: list")
+
+
+@pytest.mark.parametrize("loss, class_weight", [("focal", "balanced"), ("sparse_categorical_crossentropy", {"2": 3.0}),
+                                                ("dice", None)])
+def test_per_pixel_losses_with_class_weights_train(tmp_path, loss, class_weight):
+    spec = strokes_spec(tmp_path)
+    spec["train"].update(epochs=1, loss=loss, class_weight=class_weight, metrics=["mean_iou", "dice"])
+    spec["callbacks"] = {"backup": None, "checkpoint": None, "tensorboard": None}
+    run_cli("train", write_spec(tmp_path, spec), "--run-dir", tmp_path / "run", check_code=0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert np.isfinite(metrics["train"]["loss"]) and 0 <= metrics["test"]["dice"] <= 1
