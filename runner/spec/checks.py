@@ -28,12 +28,12 @@ def task_hint(data) -> str | None:
 
 
 def _task_rules(cfg, task: str | None):
-    """The task's own rules (tasks/), and labels whose shape the task cannot take, when the file header tells."""
+    """Labels whose shape the task cannot take (when the file header tells), else the task's own rules (tasks/):
+    a label mismatch is the cause, and the model or metrics it makes look wrong are not reported beside it."""
     if task is None:
         return
     from runner.tasks import task as task_of
 
-    yield from task_of(task).spec_problems(cfg)
     if cfg.data.source == "numpy":
         from runner.data.sources.numpy_source import header_shapes
         from runner.kernel.errors import DataError
@@ -45,6 +45,8 @@ def _task_rules(cfg, task: str | None):
             except DataError as e:
                 # the key the user wrote: the task they forced, or the file whose labels decided it
                 yield ("data", "task" if cfg.data.task != "auto" else "path"), e.message.removeprefix(": ")
+                return
+    yield from task_of(task).spec_problems(cfg)
 
 
 def _monitors(cfg):

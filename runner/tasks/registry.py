@@ -90,6 +90,10 @@ class Task:
         """Extra results of `dlrun eval` beyond the compiled metrics (files go into `folder`)."""
         return {}
 
+    def predictions(self, names, outputs, from_logits: bool, class_names, top_k: int, folder) -> list[dict]:
+        """`dlrun predict`'s record per input from the model's outputs; files (masks) go into `folder`."""
+        raise NotImplementedError
+
     def export_check(self, expected, got, y, mode: str, from_logits: bool) -> dict:
         """Task figures comparing an exported file's outputs with Keras's (besides max |diff|)."""
         return {}

@@ -136,6 +136,17 @@ class Segmentation(Task):
         return {"per_class_iou": iou, "pixel_confusion_matrix": cm.tolist(), "class_names": names,
                 "report_text": text}
 
+    def predictions(self, names, outputs, from_logits, class_names, top_k, folder):
+        """A PNG of class ids per input in `folder` (RUN_DIR/predictions/), and each class's share of pixels."""
+        import numpy as np
+
+        masks = mask_classes(outputs, "sparse", from_logits)
+        class_names = class_names or [str(i) for i in range(max(2, outputs.shape[-1]))]
+        paths = write_masks(masks, names, folder)
+        return [{"input": n, "mask": p, "pixels": {str(class_names[c]): float(np.mean(m == c))
+                                                   for c in range(len(class_names))}}
+                for n, p, m in zip(names, paths, masks)]
+
     def export_check(self, expected, got, y, mode, from_logits):
         import numpy as np
 

@@ -46,6 +46,20 @@ class Classification(Task):
         return classification_report(y, predicted_classes(outputs, mode, from_logits), info.class_names, folder,
                                      title)
 
+    def predictions(self, names, outputs, from_logits, class_names, top_k, folder):
+        """The top-k classes of each input with their probabilities."""
+        import numpy as np
+
+        probs = probabilities(outputs, from_logits)
+        class_names = class_names or [str(i) for i in range(probs.shape[-1])]
+        k = min(top_k, probs.shape[-1])
+        records = []
+        for name, p in zip(names, probs):
+            order = np.argsort(-p, kind="stable")[:k]
+            records.append({"input": name, "top_k": [{"class": str(class_names[i]), "index": int(i),
+                                                       "probability": float(p[i])} for i in order]})
+        return records
+
     def export_check(self, expected, got, y, mode, from_logits):
         import numpy as np
 
@@ -60,6 +74,21 @@ class Regression(Task):
 
     def label_mode(self, loss_cfg, batch_augment: bool) -> str:
         return "regression"
+
+    def predictions(self, names, outputs, from_logits, class_names, top_k, folder):
+        return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
+                for n, row in zip(names, outputs)]
+
+
+def probabilities(outputs, from_logits: bool):
+    """Class probabilities: softmax (or sigmoid for one output unit) when the model outputs logits."""
+    import numpy as np
+    from scipy.special import expit, softmax
+
+    if outputs.shape[-1] == 1:  # binary: one unit for class 1
+        p1 = expit(outputs[:, 0]) if from_logits else outputs[:, 0]
+        return np.stack([1.0 - p1, p1], axis=-1)
+    return softmax(outputs, axis=-1) if from_logits else outputs
 
 
 def classification_report(y_true, y_pred, class_names, folder, title: str) -> dict:
