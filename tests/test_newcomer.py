@@ -138,7 +138,8 @@ def test_rules_found_at_run_time_before_are_reported_by_validate(tmp_path, capsy
     spec["train"].update(class_weight="balanced", steps_per_execution=4)
     path = write_spec(tmp_path, spec)
     assert _validate(capsys, path) == (2, [
-        f"{shown}:{_line(path, 'class_weight')}: train.class_weight: only classification takes class weights; "
+        f"{shown}:{_line(path, 'class_weight')}: train.class_weight: only classification and segmentation take class "
+        "weights; "
         "this data is a regression task. Remove train.class_weight",
         f"{shown}:{_line(path, 'steps_per_execution')}: train.steps_per_execution: Keras 3.15 fails with more "
         "than one step per execution under 2 replicas (\"You must feed a value for placeholder tensor\"); "

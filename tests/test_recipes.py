@@ -56,5 +56,8 @@ def test_recipe_validates_and_builds_its_model(recipe):
     else:
         x = np.zeros(shape, info.input_dtype)
     out = keras.ops.convert_to_numpy(model(x))
+    from runner.tasks import TASKS
+
     mode = label_mode(cfg.train.loss, info.task, bool(cfg.data.batch_augment))
-    assert out.shape == (2, output_units(info, mode)) and np.isfinite(out).all()
+    pixels = tuple(info.input_shape[:2]) if TASKS.get(info.task).per_pixel else ()  # segmentation: per pixel
+    assert out.shape == (2, *pixels, output_units(info, mode)) and np.isfinite(out).all()

@@ -121,7 +121,6 @@ def test_class_weights_balanced_and_by_name_or_index(tmp_path):
 
 
 def test_class_weight_errors(tmp_path):
-    from runner.data.info import DataInfo
     from runner.kernel.errors import ConfigError
     from runner.training.losses import class_weights
 
@@ -130,17 +129,13 @@ def test_class_weight_errors(tmp_path):
         class_weights({"benign ": 2.0}, None, data.info)
     assert str(e.value) == ("train.class_weight.benign : not a class of this data; use a class index 0..1 or a "
                             "name: malignant, benign")
-    with pytest.raises(ConfigError) as e:
-        class_weights("balanced", None, DataInfo(input_shape=(10,), task="regression"))
-    assert str(e.value) == ("train.class_weight: only classification takes class weights; this data is a "
-                            "regression task. Remove train.class_weight")
 
 
 def test_class_weighted_stream_weights_each_example(tmp_path):
     from runner.training.losses import class_weighted
 
     data = _breast_cancer(tmp_path)
-    stream = class_weighted(lambda position: data.splits["train"].batch(64), {"malignant": 4.0}, data, "sparse")
+    stream = class_weighted(lambda position: data.splits["train"].batch(64), {"malignant": 4.0}, data, "sparse", False)
     for _, y, w in stream(0).as_numpy_iterator():
         assert w.tolist() == [4.0 if label == 0 else 1.0 for label in y]
 

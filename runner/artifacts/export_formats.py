@@ -17,6 +17,9 @@ from runner.kernel.registry import Registry, unknown_name_message
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
 CHECK_EXAMPLES = 512  # held-out examples each export is compared on
 TOLERANCE = 1e-4  # max |output difference| accepted for float exports
+# quantized segmentation exports: the share of pixels whose class must match Keras's (the one point of accuracy
+# that quantized classifiers may lose, per pixel)
+PIXEL_AGREEMENT = 0.99
 QUANTIZE = ("int8", "float16")
 
 # name -> writer, with the facts: the runtime that reads the file back (a pip distribution), the reader, the
@@ -148,8 +151,9 @@ def run_exported(fmt: str, path: Path, x):
     return EXPORT_FORMATS.get(fmt).read(path, x)
 
 
-def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dict:
-    """How far the runtime's outputs are from Keras's, and for classification both accuracies."""
+def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split, export_check) -> dict:
+    """How far the runtime's outputs are from Keras's, plus the task's figures (classification: both accuracies;
+    segmentation: the share of pixels given the same class)."""
     import numpy as np
 
     got = run_exported(fmt, path, x)
@@ -157,18 +161,20 @@ def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split) -> dic
     check = {"runtime": f"{runtime} {metadata.version(runtime)}", "split": split, "examples": len(x),
              "max_abs_diff": float(np.max(np.abs(got.astype("float64") - expected))),
              "tolerance": None if quantize else TOLERANCE}
-    if mode in ("sparse", "one_hot", "binary"):
-        check["keras_accuracy"] = float(np.mean(predicted_classes(expected, mode, from_logits) == y))
-        check["accuracy"] = float(np.mean(predicted_classes(got, mode, from_logits) == y))
-    check["ok"] = check["max_abs_diff"] <= TOLERANCE if not quantize else (
-        "accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01)
+    check.update(export_check(expected, got, y, mode, from_logits))
+    if quantize:
+        check["ok"] = ("accuracy" not in check or check["keras_accuracy"] - check["accuracy"] <= 0.01) and (
+            check.get("pixel_agreement", 1.0) >= PIXEL_AGREEMENT)
+    else:
+        check["ok"] = check["max_abs_diff"] <= TOLERANCE
     return check
 
 
-def export_model(model, source: Path, data, formats, out: Path, mode: str, batch_size: int,
+def export_model(model, source: Path, data, formats, out: Path, mode: str, batch_size: int, export_check,
                  quantize: str | None = None) -> list[dict]:
     """Export `model` (saved at `source`) in each format to `out`, check each file with its runtime on the
-    first held-out split of `data`, and record the checks in out/export.json."""
+    first held-out split of `data` (`export_check`: the task's figures), and record the checks in
+    out/export.json."""
     split = next(s for s in ("test", "validation", "train") if data.has(s))
     x, y = next(data.splits[split].batch(CHECK_EXAMPLES).as_numpy_iterator())
     calibration = next(data.splits["train"].batch(CALIBRATION_EXAMPLES).as_numpy_iterator())[0]
@@ -179,7 +185,8 @@ def export_model(model, source: Path, data, formats, out: Path, mode: str, batch
     results = []
     for fmt in formats:
         path = out / artifact_name(fmt, quantize)
-        entry = _export_one(source, model, fmt, quantize, path, calibration, (x, y, expected, mode, split))
+        entry = _export_one(source, model, fmt, quantize, path, calibration,
+                            (x, y, expected, mode, split, export_check))
         manifest[path.name] = {k: v for k, v in entry.items() if k != "path"}
         results.append(entry)
     rd.atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2))
@@ -191,13 +198,13 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
     entry (and no file) instead of an exception, so the other formats still go out."""
     from runner.models import outputs_logits
 
-    x, y, expected, mode, split = held_out
+    x, y, expected, mode, split, export_check = held_out
     entry = {"format": fmt, "quantize": quantize, "path": str(path)}
     stage = "export"
     try:
         EXPORT_FORMATS.get(fmt).builder(source, model, path, quantize, calibration)
         stage = f"{EXPORT_FORMATS.get(fmt).runtime} reading the exported file"
-        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split)
+        check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split, export_check)
         entry.update(check)
         if quantize == "int8" and fmt == "onnx":  # compress (issue 18)
             entry.update(scheme="dynamic_range")
@@ -207,8 +214,9 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
                 # full-integer quantizes the raw input tensor with ONE scale: features of very different ranges
                 # (unnormalized table columns) lose their precision; dynamic range keeps activations in float
                 _write_litert(source, model, path, quantize, calibration, full_integer=False)
-                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split),
-                             scheme="dynamic_range", full_integer_accuracy=check["accuracy"])
+                entry.update(_check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split,
+                                    export_check), scheme="dynamic_range",
+                             **{f"full_integer_{k}": check[k] for k in ("accuracy", "pixel_agreement") if k in check})
                 entry.pop("calibration")
         entry.update(figures(fmt, path, x))  # compress (issue 18): sizes and per-example latency
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it

@@ -136,9 +136,10 @@ def confusion_png(model, dataset, info, from_logits: bool, title: str) -> bytes:
     return _drawn["png"]
 
 
-def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[str]:
-    """learning_curves.png from history.csv and, for classification, confusion_matrix.png on the first split
-    of `splits` ({name: batched dataset or None}) that exists."""
+def write_plots(run_dir, model, info, from_logits: bool, splits: dict, task_artifacts=None) -> list[str]:
+    """learning_curves.png from history.csv; then the task's own figures through `task_artifacts` (classification:
+    confusion_matrix.png, segmentation: segmentation_samples.png) on the first split of `splits` ({name: batched
+    dataset or None}) that exists."""
     from runner.kernel import run_dir as rd
 
     written = []
@@ -149,10 +150,8 @@ def write_plots(run_dir, model, info, from_logits: bool, splits: dict) -> list[s
             rd.atomic_write(run_dir.file(rd.LEARNING_CURVES), lambda f: f.write(data), mode="wb")
             written.append(rd.LEARNING_CURVES)
     split, dataset = next(((k, v) for k, v in splits.items() if v is not None), (None, None))
-    if dataset is not None and info.task == "classification" and info.num_classes:
-        data = confusion_png(model, dataset, info, from_logits, split)
-        rd.atomic_write(run_dir.file(rd.CONFUSION_MATRIX), lambda f: f.write(data), mode="wb")
-        written.append(rd.CONFUSION_MATRIX)
+    if dataset is not None and task_artifacts is not None:
+        written += task_artifacts(run_dir, model, info, from_logits, split, dataset)
     return written
 
 

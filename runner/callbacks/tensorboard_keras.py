@@ -16,6 +16,7 @@ from runner.artifacts import plots
 
 SAMPLES_TAG = "augmented_samples"
 CONFUSION_TAG = "confusion_matrix"
+MASKS_TAG = "segmentation_samples"
 CONFIG_TAG = "config"
 
 
@@ -100,6 +101,7 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
             if self.cfg.confusion_matrix == "epoch":
                 self._write_confusion(epoch)
             self._log_samples()
+            self._write_masks(epoch)
         # Keras flushes only at the end of training; a killed run keeps its finished epochs, a live
         # TensorBoard shows them
         for summary_writer in self._writers.values():
@@ -148,6 +150,14 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         # the first batch of the stream fit consumes: exactly what the model saw, and no second data load
         x, y = next(iter(self.ctx.train_data.take(1)))
         x, y = np.asarray(x)[: self.cfg.images], np.asarray(y)[: self.cfg.images]
+        from runner.tasks import task
+
+        own = task(info.task).tensorboard_samples(self.model, x, y, info)  # segmentation: image | true | predicted
+        if own is not None:
+            tf.summary.image(SAMPLES_TAG, _png_batch(own), step=0,
+                             description="the first training batch after augmentation: image | true mask | "
+                                         "predicted mask (the untrained model)")
+            return
         if y.ndim == 2 and y.shape[1] == 1:  # a binary label column: class indices for the titles
             y = np.rint(y[:, 0]).astype(np.int64)
         # drawing (and importing matplotlib) happens beside the training loop, on the writer thread
@@ -172,6 +182,19 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
             with self._train_writer.as_default():
                 tf.summary.image(SAMPLES_TAG, _png_batch(self._samples_png.pop()), step=0,
                                  description="the first training batch after augmentation, first epoch")
+
+    def _write_masks(self, epoch: int):
+        """Per-pixel tasks: validation samples as image | true mask | predicted mask, every epoch."""
+        from runner.tasks import TASKS, task
+
+        info, data = self.ctx.info, self.ctx.validation_data
+        if data is None or info is None or not TASKS.get(info.task).per_pixel or not self.cfg.images:
+            return
+        x, y = next(iter(data.unbatch().batch(self.cfg.images)))
+        png = task(info.task).tensorboard_samples(self.model, x, y, info, f"validation, epoch {epoch + 1}")
+        with self._val_writer.as_default():
+            tf.summary.image(MASKS_TAG, _png_batch(png), step=epoch,
+                             description="validation examples: image | true mask | predicted mask")
 
     def _write_confusion(self, epoch: int):
         info = self.ctx.info

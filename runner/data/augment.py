@@ -15,6 +15,9 @@ BATCH_AUGMENTATIONS = Registry("batch augmentation")
 
 Factor = Union[UnitFloat, list[float]]
 FillMode = Literal["reflect", "wrap", "constant", "nearest"]
+Interpolation = Literal["bilinear", "nearest"]
+_INTERPOLATION = {"default": "bilinear", "description": "resampling of the image (masks are always resampled "
+                                                        "nearest); nearest keeps every pixel a pixel of the source"}
 
 
 class Flip(Strict):
@@ -24,18 +27,21 @@ class Flip(Strict):
 class Rotation(Strict):
     factor: Factor = Field(0.1, description="fraction of a full turn, or [low, high]")
     fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = Field(**_INTERPOLATION)
 
 
 class Translation(Strict):
     height_factor: Factor = Field(0.1, description="fraction of the height, or [low, high]")
     width_factor: Factor = Field(0.1, description="fraction of the width, or [low, high]")
     fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = Field(**_INTERPOLATION)
 
 
 class Zoom(Strict):
     height_factor: Factor = Field(0.1, description="zoom range as a fraction, or [low, high]")
     width_factor: Optional[Factor] = Field(None, description="defaults to height_factor (aspect kept)")
     fill_mode: FillMode = "reflect"
+    interpolation: Interpolation = Field(**_INTERPOLATION)
 
 
 class Crop(Strict):
@@ -102,17 +108,19 @@ def _flip(p, info):
 
 @_register(AUGMENTATIONS, "random_rotation", Rotation)
 def _rotation(p, info):
-    return [_keras().RandomRotation(p.factor, fill_mode=p.fill_mode)]
+    return [_keras().RandomRotation(p.factor, fill_mode=p.fill_mode, interpolation=p.interpolation)]
 
 
 @_register(AUGMENTATIONS, "random_translation", Translation)
 def _translation(p, info):
-    return [_keras().RandomTranslation(p.height_factor, p.width_factor, fill_mode=p.fill_mode)]
+    return [_keras().RandomTranslation(p.height_factor, p.width_factor, fill_mode=p.fill_mode,
+                                        interpolation=p.interpolation)]
 
 
 @_register(AUGMENTATIONS, "random_zoom", Zoom)
 def _zoom(p, info):
-    return [_keras().RandomZoom(p.height_factor, p.width_factor, fill_mode=p.fill_mode)]
+    return [_keras().RandomZoom(p.height_factor, p.width_factor, fill_mode=p.fill_mode,
+                                 interpolation=p.interpolation)]
 
 
 @_register(AUGMENTATIONS, "random_crop", Crop)
@@ -232,10 +240,19 @@ def _seeded(layer, seed):
 
 def augment_fn(cfg_data, info):
     """(images, labels, seed[2]) -> augmented batch; None when there is nothing to do."""
+    from runner.tasks import TASKS
+
     per_example = build_layers(AUGMENTATIONS, cfg_data.augment, info)
     per_batch = build_layers(BATCH_AUGMENTATIONS, cfg_data.batch_augment, info)
     if not per_example and not per_batch:
         return None
+    if TASKS.get(info.task).per_pixel:
+        if per_batch:
+            from runner.kernel.errors import ConfigError
+
+            raise ConfigError(f"data.batch_augment: mixup and cutmix mix class labels per example; a {info.task} "
+                              "task has a label per pixel. Remove data.batch_augment")
+        return _with_masks(per_example)
 
     def apply(x, y, seed):
         import tensorflow as tf
@@ -247,5 +264,28 @@ def augment_fn(cfg_data, info):
                 {"images": x, "labels": y}, training=True)
             x, y = out["images"], out["labels"]
         return x, y
+
+    return apply
+
+
+def _with_masks(layers):
+    """Augment images and their masks together: Keras's image preprocessing layers move `segmentation_masks`
+    with the image in geometric transforms (nearest-neighbour) and leave them alone in colour transforms; other
+    layers (random_crop's zero padding) apply to both."""
+    import keras
+
+    def apply(x, y, seed):
+        import tensorflow as tf
+
+        sparse = y.shape.rank == 3  # (N, H, W) class ids; one-hot and binary masks carry a channel axis
+        masks = y[..., None] if sparse else y
+        for i, layer in enumerate(layers):
+            if isinstance(layer, keras.layers.Layer) and hasattr(layer, "transform_segmentation_masks"):
+                out = _seeded(layer, seed + tf.constant([0, i + 1], seed.dtype))(
+                    {"images": x, "segmentation_masks": masks}, training=True)
+                x, masks = out["images"], tf.cast(out["segmentation_masks"], y.dtype)
+            else:
+                x, masks = layer(x), tf.cast(layer(tf.cast(masks, x.dtype)), y.dtype)
+        return x, masks[..., 0] if sparse else masks
 
     return apply

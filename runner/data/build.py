@@ -65,10 +65,29 @@ def ensure_available(cfg_data) -> None:
         ensure_prepared(cfg_data)
 
 
+def pool_task(cfg_data, pool: Pool) -> Pool:
+    """The pool with the task `data.task` asks for (or the source inferred), its labels checked against it, so a
+    mismatch is a located data error (exit 3) before any slicing."""
+    from runner.tasks import task
+
+    wanted = getattr(cfg_data, "task", "auto")
+    name = pool.task if wanted == "auto" else wanted
+    where = f"data.path: {cfg_data.path}" if getattr(cfg_data, "path", None) else f"data.source: {cfg_data.source}"
+    task(name).check_labels(pool.x.shape, pool.y.shape, where)
+    pool.task = name
+    return pool
+
+
 def build_data(cfg_data, seed: int) -> Data:
     loaded = SOURCES.get(cfg_data.source).builder(cfg_data, seed)
     if isinstance(loaded, Data):
+        wanted = getattr(cfg_data, "task", "auto")
+        if wanted not in ("auto", loaded.info.task):
+            raise DataError(f"data.task: {wanted}: the {cfg_data.source} source gives {loaded.info.task} labels "
+                            f"here (inputs {list(loaded.info.input_shape)}); set data.task: auto or "
+                            f"{loaded.info.task}")
         return loaded
+    loaded = pool_task(cfg_data, loaded)
     import tensorflow as tf  # after the source: an offline tfds spec fails before TensorFlow loads
 
     arrays = split_pool(loaded, cfg_data, seed)

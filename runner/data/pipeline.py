@@ -15,10 +15,13 @@ log = logging.getLogger("dlrun")
 
 
 def label_fn(mode: str, num_classes: int | None):
-    """Labels as the loss wants them: sparse ints, one-hot floats, or float columns."""
+    """Labels as the loss wants them: sparse ints, one-hot floats, or float columns (per example or per pixel)."""
     if mode == "one_hot":
         return lambda y: tf.one_hot(tf.cast(y, tf.int32), num_classes)
-    if mode in ("binary", "regression"):
+    if mode == "binary":  # one column per example, or one channel per pixel for a batch of masks
+        return lambda y: tf.cast(y, tf.float32)[..., None] if y.shape.rank == 3 else tf.reshape(
+            tf.cast(y, tf.float32), (-1, 1))
+    if mode == "regression":
         return lambda y: tf.reshape(tf.cast(y, tf.float32), (-1, 1))
     return lambda y: y
 

@@ -63,7 +63,7 @@ def make_layers(cfg: LayerList) -> tuple[list, list]:
     return layers, problems
 
 
-@ARCHS.register("layers", config=LayerList)
+@ARCHS.register("layers", config=LayerList, outputs="any")
 def build_layer_list(cfg: LayerList, x, out_units: int):
     from runner.kernel.errors import ConfigError
 

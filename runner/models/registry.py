@@ -51,9 +51,9 @@ class BatchNormed(Strict):
     batchnorm: bool = Field(False, description="batch normalization after each conv/dense layer")
 
 
-def register_arch(name: str, config):
+def register_arch(name: str, config, **facts):
     """ARCHS.register with the fact `options`: the shared OPTIONS the arch's config (and so its builder) takes."""
-    return ARCHS.register(name, config=config, options=tuple(o for o in OPTIONS if o in config.model_fields))
+    return ARCHS.register(name, config=config, options=tuple(o for o in OPTIONS if o in config.model_fields), **facts)
 
 
 def dense_block(x, cfg, units: int):

@@ -196,7 +196,7 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     from runner.run.lock import RunLock
     from runner.run.resume import Start, check_config, latest_backup
     from runner.run.signals import Preemption
-    from runner.tasks.registry import TASKS
+    from runner.tasks.registry import TASKS, check_fit, default_metrics
     from runner.training.compile_options import compile_model, label_mode, resolve_speed
 
     if cfg.train.nan_policy == "rollback" and cfg.callbacks.backup is None:
@@ -255,7 +255,9 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
                     from runner.training.distill import make_distiller
 
                     model = make_distiller(cfg.distill, model, teacher_file, from_logits)
-                metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed)
+                check_fit(model, cfg.train, info)
+                metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed,
+                                             cfg.train.metrics or default_metrics(info.task))
 
         augment = augment_fn(cfg.data, info)
 
@@ -268,7 +270,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         if cfg.train.class_weight is not None:  # fit's stream gets example weights
             from runner.training.losses import class_weighted
 
-            train_from = class_weighted(train_from, cfg.train.class_weight, data, mode)
+            train_from = class_weighted(train_from, cfg.train.class_weight, data, mode,
+                                        TASKS.get(info.task).per_pixel)
         else:  # the first fit takes the stream built for the callbacks instead of building it again
             train_from = _first_stream(train_from, start.position, train_ds)
         val_ds = eval_dataset(data.splits["validation"], cfg.data, labels) if has_validation else None
@@ -324,6 +327,7 @@ def fit(exp: Experiment) -> None:
 def finish(exp: Experiment) -> RunResult:
     """Evaluate, save model.keras, write metrics, plots, HParams and the spec's exports, then status `completed`."""
     from runner.callbacks import monitor_mode
+    from runner.tasks import task
     from runner.training.compile_options import portable_compile
 
     cfg, run_dir, model = exp.cfg, exp.run_dir, exp.model
@@ -353,7 +357,8 @@ def finish(exp: Experiment) -> RunResult:
         metrics.update(exp.compression.finish(model, run_dir, exp.test_ds, exp.train_from(0)))
     from runner.artifacts.plots import write_plots
 
-    write_plots(run_dir, model, exp.info, exp.from_logits, {"validation": exp.val_ds, "test": exp.test_ds})
+    write_plots(run_dir, model, exp.info, exp.from_logits, {"validation": exp.val_ds, "test": exp.test_ds},
+                task(exp.info.task).write_artifacts)
     metrics["wall_s"] = time.perf_counter() - exp.started_at  # after the plots: all but the exports
     run_dir.write_json(rd.METRICS, metrics)
     if cfg.callbacks.tensorboard is not None:
@@ -365,7 +370,7 @@ def finish(exp: Experiment) -> RunResult:
         from runner.artifacts.export_formats import export_model
 
         exports = export_model(model, run_dir.file(rd.MODEL), exp.data, cfg.export, run_dir.subdir(rd.EXPORT),
-                               exp.mode, cfg.data.batch_size)
+                               exp.mode, cfg.data.batch_size, task(exp.info.task).export_check)
         for failed in (e for e in exports if "error" in e):  # the run itself succeeded: warn, go on
             log.warning(f"warning: {failed['error']}")
     run_dir.write_json(rd.STATUS, exp.progress.status("completed", metrics["epochs_run"]))

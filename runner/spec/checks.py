@@ -9,18 +9,49 @@ from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.training.losses import LOSSES
-from runner.training.metrics import METRICS, default_metrics, metric_names
+from runner.tasks.registry import default_metrics
+from runner.training.metrics import METRICS, metric_names
 from runner.tasks.registry import TASKS
 
 
 def task_hint(data) -> str | None:
-    """The task when the spec alone tells it (None when only the data can)."""
+    """The task when the spec alone tells it (None when only the data can): `data.task`, the bundled set's, or
+    for an .npz file the label array's shape and type, read from its header."""
+    task = getattr(data, "task", None)
+    if task not in (None, "auto"):
+        return task
     if data.source == "sklearn":
         from runner.data.sources.sklearn_source import task_of
 
         return task_of(data)
-    task = getattr(data, "task", None)
-    return None if task in (None, "auto") else task
+    if data.source == "numpy":
+        from runner.data.sources.numpy_source import header_task
+
+        return header_task(data)
+    return None
+
+
+def _task_rules(cfg, task: str | None):
+    """Labels whose shape the task cannot take (when the file header tells), else the task's own rules (tasks/):
+    a label mismatch is the cause, and the model or metrics it makes look wrong are not reported beside it."""
+    if task is None:
+        return
+    from runner.tasks import task as task_of
+
+    if cfg.data.source == "numpy":
+        from runner.data.sources.numpy_source import header_shapes
+        from runner.kernel.errors import DataError
+
+        shapes = header_shapes(cfg.data)
+        if shapes is not None:
+            try:
+                task_of(task).check_labels(*shapes, where="")
+            except DataError as e:
+                # the key the user wrote: the task they forced, or the file whose labels decided it
+                yield ("data", "task" if cfg.data.task != "auto" else "path"), e.message.removeprefix(": ")
+                return
+    if TASKS.get(task).per_pixel:  # classification and regression rules are the ones below
+        yield from task_of(task).spec_problems(cfg)
 
 
 def _not_rgb(data) -> str | None:
@@ -82,9 +113,11 @@ def cross_checks(cfg):
             "needs train.lr.schedule: constant without warm-up (a schedule already sets the rate at every step); "
             f"received schedule {lr.schedule}, {warmup}; set train.lr to a number or remove "
             "callbacks.reduce_on_plateau")
-    if train.class_weight is not None and task not in (None, "classification"):
-        yield ("train", "class_weight"), (f"only classification takes class weights; this data is a {task} task. "
+    if train.class_weight is not None and task is not None and not TASKS.get(task).class_weights:
+        takers = " and ".join(TASKS.where(class_weights=True))
+        yield ("train", "class_weight"), (f"only {takers} take class weights; this data is a {task} task. "
                                           "Remove train.class_weight")
+    yield from _task_rules(cfg, task)
 
     warm = train.lr.warmup_epochs
     if train.lr.warmup_steps is None and warm >= train.epochs:
@@ -99,15 +132,15 @@ def cross_checks(cfg):
             yield ("train", "loss", "label_smoothing"), "label smoothing needs a classification task; this data is regression"
         regression = metric_names("regression")
         for i, m in enumerate(metrics):
-            if METRICS.get(m).task == "classification":
-                yield ("train", "metrics", i), (f"'{m}' is a classification metric; use "
+            if "regression" not in METRICS.get(m).tasks:
+                yield ("train", "metrics", i), (f"'{m}' is a {METRICS.get(m).tasks[0]} metric; use "
                                                 f"{', '.join(regression[:-1])} or {regression[-1]}")
         if data.batch_augment:
             yield ("data", "batch_augment"), "mixup and cutmix mix class labels; this data is regression"
     if task == "classification":
         for i, m in enumerate(metrics):
-            if METRICS.get(m).task == "regression":
-                yield ("train", "metrics", i), f"'{m}' is a regression metric; use accuracy, f1, auc, ..."
+            if "classification" not in METRICS.get(m).tasks:
+                yield ("train", "metrics", i), f"'{m}' is a {METRICS.get(m).tasks[0]} metric; use accuracy, f1, auc, ..."
     if data.batch_augment and task != "regression" and "classification" not in serves:
         yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
                                           "regression loss")

@@ -16,13 +16,13 @@ from runner.data.sources import SOURCES
 from runner.models import ARCHS
 from runner.kernel.registry import unknown_name_message
 from runner.training.losses import LOSSES
-from runner.training.metrics import METRICS, default_metrics
+from runner.tasks.registry import default_metrics
+from runner.training.metrics import METRICS
 from runner.training.optimizers import OPTIMIZERS
 from runner.training.schedules import SCHEDULES
 from runner.training.distill import Distill
 from runner.compress import Compress
 from runner.spec.sweep import Sweep
-import runner.tasks.gan  # noqa: F401  (registers the gan task)
 from runner.tasks.registry import TASKS
 
 Data = tagged_union(SOURCES, "source", "data source")

@@ -23,7 +23,7 @@ def _problem(line: str, arg: str) -> str:
 
 def _metric_problem(sweep: Sweep, fields: dict) -> str | None:
     from runner.spec.checks import task_hint
-    from runner.training.metrics import default_metrics
+    from runner.tasks.registry import default_metrics
 
     data, train = fields["data"], fields.get("train")
     task = task_hint(data)

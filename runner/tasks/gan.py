@@ -9,6 +9,7 @@ from runner.tasks.registry import TASKS
 TASKS.register(
     "gan", config=GanOptions,
     top_level=True,  # chosen by the spec's top-level `task:`, not inferred from the labels
+    data_task=False, per_pixel=False, class_weights=False, default_metrics=(),
     model=GanModel,  # the `model:` block of this task
     train_block=DiscriminatorTrain,  # train.discriminator
     logs=("loss", "d_loss", "g_loss"),  # what fit logs (val_ too, with a validation split): callbacks may monitor

@@ -6,7 +6,7 @@ import json
 
 from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError
-from runner.artifacts.export_formats import as_model_input, predicted_classes
+from runner.artifacts.export_formats import predicted_classes
 from runner.tools.open_run import Run
 
 def split_arrays(data, split: str, batch_size: int):
@@ -37,7 +37,9 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     from runner.data.pipeline import eval_dataset, label_fn
     from runner.models import outputs_logits
     from runner.training.losses import build_loss, label_mode
-    from runner.training.metrics import build_metric, default_metrics
+    from runner.tasks.registry import default_metrics
+    from runner.training.metrics import build_metric
+    from runner.tasks import task
 
     cfg = run.cfg
     if cfg.task == "gan":  # task gan: no labels to score; quality is gan.fid in metrics.json
@@ -60,13 +62,11 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
 
     folder = run.path / rd.EVAL / f"{split}-{checkpoint}"
     folder.mkdir(parents=True, exist_ok=True)
-    if info.task == "classification":
-        x, y = split_arrays(data, split, cfg.data.batch_size)
-        outputs = model.predict(as_model_input(x), batch_size=cfg.data.batch_size, verbose=0)
-        result.update(_classification_report(y, predicted_classes(outputs, mode, from_logits), info.class_names,
-                                             folder, f"{split} split, {result['model']}"))
-        if checkpoint == "final":  # compress (issue 18): the exports of this model, each run by its runtime
-            result["deployment"]["exports"] = _exports_on_split(run, x, y, mode, from_logits)
+    x, y = split_arrays(data, split, cfg.data.batch_size)
+    result.update(task(info.task).eval_report(model, x, y, mode, from_logits, info, folder,
+                                              f"{split} split, {result['model']}"))
+    if info.task == "classification" and checkpoint == "final":  # the exports of this model, each by its runtime
+        result["deployment"]["exports"] = _exports_on_split(run, x, y, mode, from_logits)
     saved = {k: v for k, v in result.items() if k != "report_text"}  # report.txt holds the text
     rd.atomic_write(folder / rd.METRICS, lambda f: json.dump(saved, f, indent=2))
     return {**result, "folder": str(folder)}
@@ -84,45 +84,19 @@ def _exports_on_split(run: Run, x, y, mode: str, from_logits: bool) -> dict:
     """Accuracy on the split of each file in RUN_DIR/export/export.json, as its own runtime computes it."""
     import numpy as np
 
-    from runner.artifacts.export_formats import RUNTIMES, run_exported
+    from runner.artifacts.export_formats import EXPORT_FORMATS, run_exported
 
     manifest_path = run.path / rd.EXPORT / rd.EXPORT_MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     out = {}
     for name, entry in manifest.items():
         path = run.path / rd.EXPORT / name
-        if "error" in entry or not path.exists() or entry["format"] not in RUNTIMES:
+        if "error" in entry or not path.exists() or entry["format"] not in EXPORT_FORMATS:
             continue
         predicted = predicted_classes(run_exported(entry["format"], path, x), mode, from_logits)
         out[name] = {"runtime": entry["runtime"], "accuracy": float(np.mean(predicted == y)),
                      **{k: entry[k] for k in ("size_bytes", "gzip_bytes", "latency_ms") if k in entry}}
     return out
-
-
-def _classification_report(y_true, y_pred, class_names, folder, title: str) -> dict:
-    """Per-class precision/recall/F1 (report.txt and the dict) and the confusion matrix (PNG and the dict)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
-
-    labels = list(range(len(class_names)))
-    kwargs = {"labels": labels, "target_names": [str(c) for c in class_names], "zero_division": 0, "digits": 4}
-    text = classification_report(y_true, y_pred, **kwargs)
-    report = classification_report(y_true, y_pred, output_dict=True, **kwargs)
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    rd.atomic_write(folder / rd.EVAL_REPORT, lambda f: f.write(text))
-
-    size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(matrix, display_labels=kwargs["target_names"]).plot(ax=ax, colorbar=False)
-    ax.set_title(title)
-    fig.tight_layout()
-    rd.atomic_save(folder / rd.CONFUSION_MATRIX, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return {"report": report, "report_text": text, "confusion_matrix": matrix.tolist(),
-            "class_names": list(class_names)}
 
 
 def format_result(result: dict) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from runner.artifacts.export_formats import EXPORT_FORMATS, export_model, format_name
 from runner.kernel import run_dir as rd
 from runner.kernel.errors import ConfigError
+from runner.tasks import task
 from runner.tools.open_run import Run
 
 
@@ -36,7 +37,8 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create this folder ({e.strerror})") from None
-    return export_model(model, run.model_file(), data, formats, out, mode, cfg.data.batch_size, quantize)
+    return export_model(model, run.model_file(), data, formats, out, mode, cfg.data.batch_size,
+                        task(data.info.task).export_check, quantize)
 
 
 def raise_failures(results: list[dict]) -> None:

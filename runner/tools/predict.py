@@ -1,5 +1,6 @@
 """`dlrun predict`: read image files, CSV rows, text lines or .npz arrays as the run's source yields them, and
-report the top-k classes (or the regression value) that the run's model gives each."""
+report the top-k classes (or the regression value) that the run's model gives each; a segmentation run writes
+a mask PNG per input (the records come from the run's task)."""
 
 from __future__ import annotations
 
@@ -142,41 +143,25 @@ def read_inputs(paths, run: Run, model):
     return names, np.concatenate(batches)
 
 
-def probabilities(outputs, from_logits: bool):
-    """Class probabilities: softmax (or sigmoid for one output unit) when the model outputs logits."""
-    import numpy as np
-    from scipy.special import expit, softmax
-
-    if outputs.shape[-1] == 1:  # binary: one unit for class 1
-        p1 = expit(outputs[:, 0]) if from_logits else outputs[:, 0]
-        return np.stack([1.0 - p1, p1], axis=-1)
-    return softmax(outputs, axis=-1) if from_logits else outputs
-
-
 def predict_run(run: Run, paths, top_k: int = 3, unsafe: bool = False) -> list[dict]:
-    """One record per input: {"input", "top_k": [{"class", "index", "probability"}, ...]} or {"input", "value"}."""
-    import numpy as np
-
+    """One record per input, as the run's task writes it: {"input", "top_k": [{"class", "index", "probability"},
+    ...]} (classification), {"input", "value"} (regression) or {"input", "mask", "pixels"} (segmentation)."""
+    from runner.kernel import run_dir as rd
     from runner.models import outputs_logits
+    from runner.tasks import task
 
     model = run.load_model("final", unsafe)
     names, x = read_inputs(paths, run, model)
     outputs = model.predict(as_model_input(x), batch_size=run.cfg.data.batch_size, verbose=0).astype("float64")
-    if run.info["task"] == "regression":
-        return [{"input": n, "value": [float(v) for v in row] if len(row) > 1 else float(row[0])}
-                for n, row in zip(names, outputs)]
-    probs = probabilities(outputs, outputs_logits(model))
-    class_names = run.info.get("class_names") or [str(i) for i in range(probs.shape[-1])]
-    k = min(top_k, probs.shape[-1])
-    records = []
-    for name, p in zip(names, probs):
-        order = np.argsort(-p, kind="stable")[:k]
-        records.append({"input": name, "top_k": [{"class": str(class_names[i]), "index": int(i),
-                                                   "probability": float(p[i])} for i in order]})
-    return records
+    return task(run.info["task"]).predictions(names, outputs, outputs_logits(model), run.info.get("class_names"),
+                                              top_k, run.path / rd.PREDICTIONS)
 
 
 def _columns(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    if "mask" in records[0]:
+        classes = list(records[0]["pixels"])
+        return (["input", "mask", *classes],
+                [[r["input"], r["mask"], *(f"{r['pixels'][c]:.4f}" for c in classes)] for r in records])
     if "value" in records[0]:
         return ["input", "value"], [[r["input"], json.dumps(r["value"])] for r in records]
     k = len(records[0]["top_k"])

@@ -42,5 +42,15 @@ def augmented_samples(cfg, n: int):
 
 def preview(cfg, n: int, out: str) -> str:
     """Write the PNG grid of `n` augmented training samples to `out`; returns the path."""
+    from runner.tasks import TASKS
+
     images, labels, info = augmented_samples(cfg, n)
+    if TASKS.get(info.task).per_pixel:  # image and mask side by side, one example per row
+        from runner.artifacts.plots import png_bytes
+        from runner.tasks.segmentation import mask_figure
+
+        data = png_bytes(mask_figure(images, labels, None, info, "augmented training samples, epoch 1"))
+        with open(out, "wb") as f:
+            f.write(data)
+        return out
     return write_grid(images, labels, info, out)

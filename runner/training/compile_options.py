@@ -8,7 +8,7 @@ from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
 from runner.kernel.keras_pins import require
 from runner.training.losses import build_loss, label_mode
-from runner.training.metrics import build_metric, default_metrics
+from runner.training.metrics import build_metric
 from runner.training.optimizers import build_optimizer
 from runner.training.schedules import build_schedule
 
@@ -87,11 +87,12 @@ def clip_after_all_reduce(optimizer) -> None:
     inner._all_reduce_sum_gradients = all_reduce_then_clip
 
 
-def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed):
+def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_per_epoch: int, speed: Speed, names):
+    """Compile with the spec's optimizer, schedule and loss, and the metrics `names` (the task's defaults when the
+    spec lists none)."""
     schedule = build_schedule(cfg_train.lr, steps_per_epoch, cfg_train.epochs)
     optimizer = build_optimizer(cfg_train.optimizer, schedule)
     loss = build_loss(cfg_train.loss, info.task, mode, from_logits)
-    names = cfg_train.metrics or default_metrics(info.task)
     metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
                   steps_per_execution=speed.steps_per_execution)
@@ -106,6 +107,8 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
     import keras
 
     loss = build_loss(cfg_train.loss, info.task, mode, from_logits)
+    if not type(loss).__module__.startswith("keras"):
+        loss = None  # dlrun's own losses (dice) need dlrun to deserialize; the weights need no loss
     builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
     # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16

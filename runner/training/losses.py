@@ -85,26 +85,27 @@ def _crossentropy(cfg, mode: str, from_logits: bool):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-@LOSSES.register("auto", config=Auto, tasks=("classification", "regression"), labels="sparse")
+@LOSSES.register("auto", config=Auto, tasks=("classification", "regression", "segmentation"), labels="sparse")
 def _auto(cfg, mode: str, from_logits: bool):
     import keras
 
     return keras.losses.MeanSquaredError() if mode == "regression" else _crossentropy(cfg, mode, from_logits)
 
 
-LOSSES.register("sparse_categorical_crossentropy", config=SparseCCE, tasks=("classification",),
+LOSSES.register("sparse_categorical_crossentropy", config=SparseCCE, tasks=("classification", "segmentation"),
                 labels="sparse")(_crossentropy)
-LOSSES.register("categorical_crossentropy", config=CCE, tasks=("classification",), labels="one_hot")(_crossentropy)
+LOSSES.register("categorical_crossentropy", config=CCE, tasks=("classification", "segmentation"),
+                labels="one_hot")(_crossentropy)
 
 
-@LOSSES.register("binary_crossentropy", config=BCE, tasks=("classification",), labels="binary")
+@LOSSES.register("binary_crossentropy", config=BCE, tasks=("classification", "segmentation"), labels="binary")
 def _binary_crossentropy(cfg, mode: str, from_logits: bool):
     import keras
 
     return keras.losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=cfg.label_smoothing)
 
 
-@LOSSES.register("focal", config=Focal, tasks=("classification",), labels="one_hot")
+@LOSSES.register("focal", config=Focal, tasks=("classification", "segmentation"), labels="one_hot")
 def _focal(cfg, mode: str, from_logits: bool):
     import keras
 
@@ -133,6 +134,31 @@ def _huber(cfg, mode: str, from_logits: bool):
     return keras.losses.Huber(delta=cfg.delta)
 
 
+class Dice(Strict):
+    """Soft Dice loss (1 - mean Dice over classes) of per-pixel softmax probabilities (Milletari et al. 2016)."""
+
+    name: Literal["dice"]
+    smooth: PositiveFloat = Field(1.0, description="added to numerator and denominator: empty classes score 1")
+
+
+class BceDice(Strict):
+    """Binary cross-entropy plus soft Dice for binary masks (one logit per pixel)."""
+
+    name: Literal["bce_dice"]
+    smooth: PositiveFloat = Field(1.0, description="added to the Dice numerator and denominator")
+    dice_weight: PositiveFloat = Field(1.0, description="weight of the Dice term against the cross-entropy")
+
+
+@LOSSES.register("dice", config=Dice, tasks=("segmentation",), labels="sparse")
+@LOSSES.register("bce_dice", config=BceDice, tasks=("segmentation",), labels="binary")
+def build_dice(cfg, mode: str, from_logits: bool):
+    from runner.training.dice import BceDiceLoss, DiceLoss
+
+    if cfg.name == "bce_dice":
+        return BceDiceLoss(smooth=cfg.smooth, dice_weight=cfg.dice_weight, from_logits=from_logits)
+    return DiceLoss(smooth=cfg.smooth, from_logits=from_logits, one_hot=mode == "one_hot")
+
+
 def class_weights(spec, labels, info) -> dict[int, float] | None:
     """`train.class_weight` as Keras's {class index: weight}: 'balanced' is n / (classes * count), as in sklearn."""
     import numpy as np
@@ -141,9 +167,6 @@ def class_weights(spec, labels, info) -> dict[int, float] | None:
 
     if spec is None:
         return None
-    if info.task != "classification":
-        raise ConfigError(f"train.class_weight: only classification takes class weights; this data is a "
-                          f"{info.task} task. Remove train.class_weight")
     n = info.num_classes
     if spec == "balanced":
         counts = np.bincount(np.asarray(labels, dtype="int64").reshape(-1), minlength=n)
@@ -161,18 +184,24 @@ def class_weights(spec, labels, info) -> dict[int, float] | None:
     return weights
 
 
-def class_weighted(stream, spec, data, mode: str):
-    """Wrap a `position -> train dataset` function so each batch carries per-example class weights."""
+def class_weighted(stream, spec, data, mode: str, per_pixel: bool):
+    """Wrap a `position -> train dataset` function so each batch carries per-example (per-pixel: per-pixel) class
+    weights."""
     import numpy as np
     import tensorflow as tf
 
     labels = None
     if spec == "balanced":  # one pass over the training labels
-        labels = np.fromiter(data.splits["train"].map(lambda x, y: y).as_numpy_iterator(), dtype="int64")
+        # a mask's pixels each count as an example of their class
+        labels = np.concatenate([np.asarray(y, "int64").reshape(-1) for y in
+                                 data.splits["train"].map(lambda x, y: y).batch(4096).as_numpy_iterator()])
     weights = class_weights(spec, labels, data.info)
     table = tf.constant([weights[c] for c in range(data.info.num_classes)], tf.float32)
 
-    def index(y):
+    def index(y):  # class ids of the batch: one per example, or one per pixel (then the weights are per pixel)
+        if per_pixel:
+            return tf.argmax(y, axis=-1) if mode == "one_hot" else tf.cast(tf.round(y[..., 0]), tf.int64) if (
+                mode == "binary") else y
         if mode == "one_hot":
             return tf.argmax(y, axis=-1)
         return tf.cast(tf.round(tf.reshape(y, (-1,))), tf.int64) if mode == "binary" else tf.reshape(y, (-1,))

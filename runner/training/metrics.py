@@ -13,14 +13,7 @@ METRICS = Registry("metric")
 
 def metric_names(task: str) -> list[str]:
     """The metrics that measure `task`, in registry order."""
-    return METRICS.where(task=task)
-
-
-def default_metrics(task: str | None) -> list[str]:
-    """What a task logs without train.metrics; for a task the spec does not tell (None), what either may log."""
-    if task is None:
-        return METRICS.where(default=True)
-    return METRICS.where(task="regression" if task == "regression" else "classification", default=True)
+    return METRICS.where(tasks=task)
 
 
 @functools.cache
@@ -57,7 +50,7 @@ def build_metric(name: str, mode: str, from_logits: bool, num_classes: int | Non
     return METRICS.get(name).builder(name, mode, from_logits, num_classes)
 
 
-@METRICS.register("accuracy", task="classification", direction="max", default=True)
+@METRICS.register("accuracy", tasks=("classification", "segmentation"), direction="max")
 def _accuracy(name, mode, from_logits, num_classes):
     import keras
 
@@ -67,7 +60,7 @@ def _accuracy(name, mode, from_logits, num_classes):
     return m.CategoricalAccuracy(name=name) if mode == "one_hot" else m.SparseCategoricalAccuracy(name=name)
 
 
-@METRICS.register("top5_accuracy", task="classification", direction="max", default=False)
+@METRICS.register("top5_accuracy", tasks=("classification",), direction="max")
 def _top5_accuracy(name, mode, from_logits, num_classes):
     import keras
 
@@ -75,10 +68,10 @@ def _top5_accuracy(name, mode, from_logits, num_classes):
     return (m.TopKCategoricalAccuracy if mode == "one_hot" else m.SparseTopKCategoricalAccuracy)(k=5, name=name)
 
 
-@METRICS.register("auc", task="classification", direction="max", default=False)
-@METRICS.register("f1", task="classification", direction="max", default=False)
-@METRICS.register("recall", task="classification", direction="max", default=False)
-@METRICS.register("precision", task="classification", direction="max", default=False)
+@METRICS.register("auc", tasks=("classification",), direction="max")
+@METRICS.register("f1", tasks=("classification",), direction="max")
+@METRICS.register("recall", tasks=("classification",), direction="max")
+@METRICS.register("precision", tasks=("classification",), direction="max")
 def _from_probabilities(name, mode, from_logits, num_classes):
     binary = mode == "binary"
     kwargs = {"num_classes": num_classes, "sparse": mode == "sparse", "from_logits": from_logits,
@@ -99,6 +92,30 @@ def _keras_metric(class_name: str):
     return build
 
 
-METRICS.register("mae", task="regression", direction="min", default=True)(_keras_metric("MeanAbsoluteError"))
-METRICS.register("mse", task="regression", direction="min", default=False)(_keras_metric("MeanSquaredError"))
-METRICS.register("rmse", task="regression", direction="min", default=False)(_keras_metric("RootMeanSquaredError"))
+METRICS.register("mae", tasks=("regression",), direction="min")(_keras_metric("MeanAbsoluteError"))
+METRICS.register("mse", tasks=("regression",), direction="min")(_keras_metric("MeanSquaredError"))
+METRICS.register("rmse", tasks=("regression",), direction="min")(_keras_metric("RootMeanSquaredError"))
+
+
+def build_pixel_metric(name: str, mode: str, from_logits: bool, num_classes: int | None):
+    """Segmentation metrics over every pixel: labels are sparse, one-hot or binary masks."""
+    import keras
+
+    from runner.training.dice import Dice
+
+    threshold = 0.0 if from_logits else 0.5
+    if name == "pixel_accuracy":
+        if mode == "binary":
+            return keras.metrics.BinaryAccuracy(name=name, threshold=threshold)
+        cls = keras.metrics.CategoricalAccuracy if mode == "one_hot" else keras.metrics.SparseCategoricalAccuracy
+        return cls(name=name)
+    if name == "mean_iou":
+        if mode == "binary":
+            return keras.metrics.BinaryIoU(target_class_ids=[0, 1], threshold=threshold, name=name)
+        return keras.metrics.MeanIoU(num_classes, sparse_y_true=mode != "one_hot", sparse_y_pred=False, name=name)
+    return Dice(num_classes or 2, binary=mode == "binary", threshold=threshold, sparse_y_true=mode != "one_hot",
+                name=name)
+
+
+for _name in ("pixel_accuracy", "mean_iou", "dice"):
+    METRICS.register(_name, tasks=("segmentation",), direction="max")(build_pixel_metric)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -12,6 +12,9 @@ from runner.data.augment import AUGMENTATIONS, BATCH_AUGMENTATIONS
 from runner.data.kfold import KFold, check_kfold
 from runner.data.preprocess import PREPROCESS
 from runner.data.splits import check_split
+from runner.tasks import TASKS
+
+Task = Literal[("auto", *TASKS.where(data_task=True))]
 
 
 class Splits(Strict):
@@ -33,6 +36,9 @@ def default_splits(train: str, validation: str, test: str):
 class DataCommon(Strict):
     POOL: ClassVar[bool] = False  # single-pool sources slice '[a%:b%]'; others name their splits
 
+    task: Task = Field("auto", description="what the labels are: auto infers it from them (integer class ids: "
+                                           "classification, floats: regression, masks the size of the image: "
+                                           "segmentation); a task name forces it")
     splits: Splits = default_splits("[:80%]", "[80%:90%]", "[90%:]")
     shuffle_split: bool = Field(True, description="seeded stratified shuffle of a single pool before slicing")
     batch_size: PositiveInt = Field(128, description="GLOBAL batch size, split across replicas")

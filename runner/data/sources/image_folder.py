@@ -19,13 +19,16 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 class ImageFolderData(DataCommon):
     POOL: ClassVar[bool] = True
     source: Literal["image_folder"]
-    path: str = Field(description="folder with one sub-folder of images per class")
+    path: str = Field(description="folder with one sub-folder of images per class, or (segmentation) images/ and "
+                                  "masks/ with the same file names")
     image_size: Optional[list[PositiveInt]] = Field(
         None, min_length=2, max_length=2, description="[height, width] to resize to; null: the first image's size")
     color_mode: Literal["rgb", "grayscale", "rgba"] = Field("rgb", description="channels the images are read with")
     interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
                            "mitchellcubic"] = Field("bilinear", description="resampling when an image is resized")
     skip_corrupt: bool = Field(False, description="skip unreadable images (counted in env.json) instead of failing")
+    class_names: Optional[list[str]] = Field(
+        None, description="segmentation: names of the mask's class ids 0..N-1 (default '0', '1', ...)")
 
 
 def index_folder(root: str, formats=FORMATS, what: str = "images") -> tuple[list[str], list[int], list[str]]:
@@ -60,10 +63,25 @@ def _size(cfg: ImageFolderData, first: str) -> tuple[int, int]:
                         "set data.image_size: [height, width]") from None
 
 
+def is_segmentation(cfg: ImageFolderData) -> bool:
+    """data.task: segmentation, or auto on a folder holding images/ and masks/."""
+    from runner.data.sources.mask_pairs import has_pairs
+
+    return cfg.task == "segmentation" or (cfg.task == "auto" and has_pairs(cfg.path))
+
+
 def describe_image_folder(cfg: ImageFolderData):
     """DataInfo from the folder names and the first image's size: no decoding of the whole set."""
     from runner.data.info import DataInfo
 
+    if is_segmentation(cfg):
+        from runner.data.sources.mask_pairs import class_names, index_pairs, read_masks
+
+        files, masks = index_pairs(cfg.path, FORMATS)
+        size = _size(cfg, files[0])
+        names = class_names(cfg, read_masks(masks, size))
+        return DataInfo((*size, CHANNELS[cfg.color_mode]), "float32", "segmentation", len(names), names, {},
+                        (0.0, 255.0))
     files, _, classes = index_folder(cfg.path)
     shape = (*_size(cfg, files[0]), CHANNELS[cfg.color_mode])
     return DataInfo(shape, "float32", "classification", len(classes), classes, {}, (0.0, 255.0))
@@ -78,6 +96,8 @@ def load_image_folder(cfg: ImageFolderData, seed: int):
     from runner.data.corrupt import check_corrupt, unreadable_images
     from runner.data.info import DataInfo
 
+    if is_segmentation(cfg):
+        return _load_pairs(cfg, seed)
     files, labels, classes = index_folder(cfg.path)
     bad = unreadable_images(files)
     skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
@@ -100,5 +120,41 @@ def load_image_folder(cfg: ImageFolderData, seed: int):
     splits = {name: tf.data.Dataset.from_tensor_slices(v).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
               for name, v in arrays.items()}
     info = DataInfo((*size, channels), "float32", "classification", len(classes), classes,
+                    {name: len(v[1]) for name, v in arrays.items()}, (0.0, 255.0), skipped)
+    return Data(info, splits, adapt_sample(splits["train"], cfg))
+
+
+def _load_pairs(cfg: ImageFolderData, seed: int):
+    """Segmentation pairs: masks read up front (PIL keeps palette indices, which tf.io.decode_png turns into
+    colours), images decoded and resized in the pipeline as for classification."""
+    import numpy as np
+
+    from runner.data.build import Data, adapt_sample, split_pool
+    from runner.data.corrupt import check_corrupt, unreadable_images
+    from runner.data.info import DataInfo
+    from runner.data.sources.mask_pairs import class_names, index_pairs, read_masks
+
+    files, mask_files = index_pairs(cfg.path, FORMATS)
+    bad = unreadable_images(files)
+    skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
+    if skipped:
+        broken = {path for path, _ in bad}
+        keep = [i for i, f in enumerate(files) if f not in broken]
+        files, mask_files = [files[i] for i in keep], [mask_files[i] for i in keep]
+        if not files:
+            raise DataError(f"data.path: {cfg.path}: every image is unreadable")
+    size, channels = _size(cfg, files[0]), CHANNELS[cfg.color_mode]
+    masks = read_masks(mask_files, size)
+    names = class_names(cfg, masks)
+    import tensorflow as tf
+
+    def decode(path, mask):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return tf.image.resize(image, size, method=cfg.interpolation), mask
+
+    arrays = split_pool(Pool(np.asarray(files), masks, "segmentation", names), cfg, seed)
+    splits = {name: tf.data.Dataset.from_tensor_slices(v).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+              for name, v in arrays.items()}
+    info = DataInfo((*size, channels), "float32", "segmentation", len(names), names,
                     {name: len(v[1]) for name, v in arrays.items()}, (0.0, 255.0), skipped)
     return Data(info, splits, adapt_sample(splits["train"], cfg))

@@ -33,6 +33,10 @@ class TfdsData(DataCommon):
     image_size: Optional[list[PositiveInt]] = Field(
         None, min_length=2, max_length=2, description="[height, width] to resize images to (needed when their "
                                                       "sizes vary); null: as stored")
+    mask_key: str = Field("segmentation_mask", description="segmentation: the feature holding the masks (resized "
+                                                           "nearest-neighbour with the image)")
+    class_names: Optional[list[str]] = Field(
+        None, description="segmentation: names of the mask values 0..N-1 (the data set's metadata does not tell)")
 
 
 def data_root(cfg: TfdsData) -> Path:
@@ -167,12 +171,37 @@ def _features(builder):
     return keys, builder.info.features[keys[0]], builder.info.features[keys[1]]
 
 
-def info_from_builder(builder, cardinality: dict | None = None, image_size=None):
+def _mask_features(builder, cfg: TfdsData):
+    """(image key, image feature, mask feature) of a segmentation data set, checked against data.mask_key."""
+    from runner.kernel.registry import did_you_mean
+
+    features = builder.info.features
+    keys = builder.info.supervised_keys
+    image_key = keys[0] if keys and isinstance(keys[0], str) else "image"
+    if cfg.mask_key not in features or image_key not in features:
+        missing = cfg.mask_key if cfg.mask_key not in features else image_key
+        raise DataError(f"data.mask_key: TFDS data set '{builder.info.full_name}' has no feature {missing!r}"
+                        f"{did_you_mean(missing, list(features))}; its features are {', '.join(features)}")
+    if not cfg.class_names:
+        raise ConfigError(f"data.class_names: a segmentation of TFDS data set '{builder.info.full_name}' needs the "
+                          "names of its mask values 0..N-1 (its metadata does not list them)")
+    return image_key, features[image_key], features[cfg.mask_key]
+
+
+def info_from_builder(builder, cardinality: dict | None = None, image_size=None, cfg=None):
     """DataInfo from the builder's metadata: works offline from the builder code alone."""
     import tensorflow_datasets as tfds
 
     from runner.data.info import DataInfo
 
+    if cfg is not None and cfg.task == "segmentation":
+        _, fx, _ = _mask_features(builder, cfg)
+        shape = (*image_size, fx.shape[-1]) if image_size else tuple(fx.shape)
+        if any(d is None for d in shape):
+            raise DataError(f"data.name: TFDS data set '{builder.info.full_name}' has images of varying shape "
+                            f"{list(shape)}; set data.image_size: [height, width]")
+        return DataInfo(shape, "float32", "segmentation", len(cfg.class_names), list(cfg.class_names),
+                        cardinality or {}, (0.0, 255.0))
     _, fx, fy = _features(builder)
     if isinstance(fx, tfds.features.Text):
         shape, dtype, value_range = (), "string", None
@@ -193,17 +222,18 @@ def info_from_builder(builder, cardinality: dict | None = None, image_size=None)
 
 def describe_tfds(cfg: TfdsData):
     """The DataInfo of `cfg` without loading or downloading anything."""
-    return info_from_builder(_builder(cfg, data_root(cfg)), image_size=cfg.image_size)
+    return info_from_builder(_builder(cfg, data_root(cfg)), image_size=cfg.image_size, cfg=cfg)
 
 
-def _split(builder, name: str, text: str, image_size=None):
+def _split(builder, name: str, text: str, image_size=None, cfg=None):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     # dlrun's pipeline caches (data.cache); tfds's own auto-cache of small sets would hold a second copy
     read = tfds.ReadConfig(try_autocache=False)
+    masks = cfg is not None and cfg.task == "segmentation"
     try:
-        ds = builder.as_dataset(split=text, as_supervised=True, shuffle_files=False, read_config=read)
+        ds = builder.as_dataset(split=text, as_supervised=not masks, shuffle_files=False, read_config=read)
     except (ValueError, KeyError) as e:
         raise DataError(f"data.splits.{name}: {text!r}: {str(e).splitlines()[0]}") from None
     n = int(ds.cardinality())
@@ -211,10 +241,27 @@ def _split(builder, name: str, text: str, image_size=None):
         n = int(ds.reduce(0, lambda count, _: count + 1))
     if n == 0:
         raise DataError(f"data.splits.{name}: {text!r} selects no examples")
+    if masks:
+        image_key = _mask_features(builder, cfg)[0]
+        return _mask_pairs(ds, image_key, cfg.mask_key, image_size), n
     ds = ds.map(lambda x, y: (x, tf.cast(y, tf.int64) if y.dtype.is_integer else tf.cast(y, tf.float32)))
     if image_size:  # before caching and batching; float32 out of resize, as keras's image loaders give
         ds = ds.map(lambda x, y: (tf.image.resize(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds, n
+
+
+def _mask_pairs(ds, image_key: str, mask_key: str, image_size):
+    """(image, mask of class ids) pairs; with image_size, the image resized bilinear and the mask nearest."""
+    import tensorflow as tf
+
+    def pair(example):
+        image, mask = example[image_key], example[mask_key]
+        if image_size:
+            image = tf.image.resize(image, image_size)
+            mask = tf.image.resize(mask, image_size, method="nearest")
+        return image, tf.cast(mask[..., 0], tf.int64)
+
+    return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def ensure_prepared(cfg: TfdsData):
@@ -242,6 +289,6 @@ def load_tfds(cfg: TfdsData, seed: int):
     for name in SPLITS:
         text = getattr(cfg.splits, name)
         if text is not None:
-            splits[name], counts[name] = _split(builder, name, text, cfg.image_size)
-    info = info_from_builder(builder, counts, cfg.image_size)
+            splits[name], counts[name] = _split(builder, name, text, cfg.image_size, cfg)
+    info = info_from_builder(builder, counts, cfg.image_size, cfg)
     return Data(info, splits, adapt_sample(splits["train"], cfg))
