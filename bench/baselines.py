@@ -124,12 +124,69 @@ def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def dlrun(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, env=env, capture_output=True,
+    """`dlrun ARGS` in a subprocess of its own."""
+    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, env=_env(), capture_output=True,
                           text=True)
     if done.returncode:
         raise SystemExit(f"baselines: dlrun {' '.join(args[:2])} failed ({done.returncode}):\n{done.stderr}")
     return done
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+# One process runs every training of the benchmark, one after another, each exactly as `python -m runner ARGS`
+# would (runner/__main__.py, run again): TensorFlow starts once instead of once per split, which on a busy
+# 2-core machine was a third of each run's wall time. dlrun's own sweeps and k-fold train many models in one
+# process the same way. Each request is a JSON argv on stdin; the answer, the exit code, comes back on the
+# process's original stdout, while what dlrun prints goes to stderr, a file.
+WORKER = r"""
+import json, os, runpy, sys
+answers = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+for line in sys.stdin:
+    sys.argv = ["dlrun", *json.loads(line)]
+    print("baselines: dlrun " + " ".join(sys.argv[1:3]), file=sys.stderr, flush=True)
+    try:
+        runpy.run_module("runner", run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException as e:
+        print(repr(e), file=sys.stderr, flush=True)
+        code = 1
+    if "keras" in sys.modules:  # each run starts from a clean Keras state, as each fold of dlrun's k-fold does
+        sys.modules["keras"].backend.clear_session()
+    answers.write(json.dumps(code) + "\n")
+    answers.flush()
+"""
+
+
+class Trainer:
+    """The worker process above; `train(args)` is `dlrun train ARGS`."""
+
+    def __init__(self, scratch: Path):
+        self.log_path = scratch / "dlrun.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER], cwd=ROOT, env=_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def train(self, *args: str) -> None:
+        start = self.log_path.stat().st_size
+        self.proc.stdin.write(json.dumps(["train", *args]) + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if answer.strip() != "0":
+            with open(self.log_path) as f:
+                f.seek(start)
+                raise SystemExit(f"baselines: dlrun train {args[0]} failed ({answer.strip() or 'no answer'}):\n"
+                                 f"{f.read()[-3000:]}")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.log.close()
 
 
 def percent_span(text: str) -> float:
@@ -144,7 +201,7 @@ def recipe_data(recipe: str, sets: list[str]) -> tuple[dict, float]:
     """The recipe's resolved data block, and the share of its training pool it validates on (0: none)."""
     import yaml
 
-    data = yaml.safe_load(dlrun("render", recipe, *(a for s in sets for a in ("--set", s))).stdout)["data"]
+    data = yaml.safe_load(dlrun("render", recipe, *(arg for s in sets for arg in ("--set", s))).stdout)["data"]
     sp = data["splits"]
     if not sp.get("validation"):
         return data, 0.0
@@ -152,9 +209,9 @@ def recipe_data(recipe: str, sets: list[str]) -> tuple[dict, float]:
     return data, val / (val + percent_span(sp["train"]))
 
 
-def dlrun_score(recipe: str, sets: list[str], data: dict, val_fraction: float, task: str, x, y, train, test,
-                seed: int, scratch: Path) -> float:
-    """Train the recipe on rows `train` (its validation carved from them) and score it on rows `test`."""
+def write_split(path: Path, x, y, task: str, train, test, val_fraction: float, seed: int) -> dict:
+    """Write rows `train` then rows `test` to the .npz `path`; the splits map that selects exactly them, the
+    recipe's validation share (if any) carved from the training rows (StratifiedShuffleSplit, random_state=seed)."""
     from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
     parts = [train]
@@ -164,19 +221,25 @@ def dlrun_score(recipe: str, sets: list[str], data: dict, val_fraction: float, t
         fit, val = next(splitter.split(np.zeros((len(train), 1)), y[train]))
         parts = [train[fit], train[val]]
     rows = np.concatenate([*parts, test])
-    path = scratch / "split.npz"
     np.savez(path, x=x[rows], y=y[rows])
-    # row-exact slices of the file, in its order: train rows, validation rows, test rows
+    # row-exact slices of the file, in its order (data.shuffle_split: false): train, validation, test
     a = len(parts[0])
     b = a + (len(parts[1]) if len(parts) > 1 else 0)
+    return {"train": f"[:{a}]", "validation": f"[{a}:{b}]" if b > a else None, "test": f"[{b}:]"}
+
+
+def dlrun_score(trainer: Trainer, recipe: str, sets: list[str], data: dict, val_fraction: float, task: str, x, y,
+                train, test, seed: int, scratch: Path) -> float:
+    """Train the recipe on rows `train` (its validation carved from them) and score it on rows `test`."""
+    path = scratch / "split.npz"
     spec = {k: v for k, v in data.items() if k != "name"}  # `name` belongs to the sklearn source
     spec.update(source="numpy", path=str(path), shuffle_split=False,
-                splits={"train": f"[:{a}]", "validation": f"[{a}:{b}]" if b > a else None, "test": f"[{b}:]"})
+                splits=write_split(path, x, y, task, train, test, val_fraction, seed))
     run_dir = scratch / "run"
-    dlrun("train", recipe, "--run-dir", str(run_dir), *(a for s in sets for a in ("--set", s)),
-          "--set", f"data={json.dumps(spec)}", "--set", f"seed={seed}",
-          "--set", f"output.dir={scratch}", "--set", "callbacks.tensorboard=null",
-          "--set", "callbacks.backup=null", "--set", "callbacks.checkpoint=null")
+    trainer.train(recipe, "--run-dir", str(run_dir), *(arg for s in sets for arg in ("--set", s)),
+                  "--set", f"data={json.dumps(spec)}", "--set", f"seed={seed}", "--set", f"output.dir={scratch}",
+                  "--set", "callbacks.tensorboard=null", "--set", "callbacks.backup=null",
+                  "--set", "callbacks.checkpoint=null")
     test_metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
     shutil.rmtree(run_dir)
     if task == "regression":
@@ -192,6 +255,7 @@ def run_dataset(name: str, seeds: list[int], schemes: list[str], sets: list[str]
     data, val_fraction = recipe_data(recipe, sets)
     out = {}
     with tempfile.TemporaryDirectory(prefix="baselines-") as scratch:
+        trainer = Trainer(Path(scratch))
         for scheme in schemes:
             units = []  # one per split: {"seed", "fold", "n_test", "dlrun", name: score ...}
             for seed in seeds:
@@ -201,14 +265,15 @@ def run_dataset(name: str, seeds: list[int], schemes: list[str], sets: list[str]
                     for model_name, model in classical_models(task, flat.shape[1], seed).items():
                         model.fit(flat[train], y[train])
                         unit[model_name] = score(task, y[test], model.predict(flat[test]))
-                    unit["dlrun"] = dlrun_score(recipe, sets, data, val_fraction, task, x, y, train, test, seed,
-                                                Path(scratch))
+                    unit["dlrun"] = dlrun_score(trainer, recipe, sets, data, val_fraction, task, x, y, train, test,
+                                                seed, Path(scratch))
                     units.append(unit)
                     log(f"{name} {scheme} seed {seed} fold {fold}: dlrun {unit['dlrun']:.4f}, "
                         + ", ".join(f"{k} {v:.4f}" for k, v in unit.items() if k not in ("seed", "fold", "n_test",
                                                                                           "dlrun"))
                         + f" ({time.perf_counter() - started:.0f} s)")
             out[scheme] = summarize(units, task)
+        trainer.close()
     return out
 
 
