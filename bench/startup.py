@@ -120,11 +120,17 @@ def main() -> None:
 
 def validate_vs_import(rounds: int, spec: str) -> None:
     """`dlrun validate SPEC` over `python -c "import yaml, pydantic"`: the median of interleaved pairs (the order
-    alternates), with bytecode caching on as users have it and off (PYTHONDONTWRITEBYTECODE=1)."""
+    alternates), with bytecode caching on as users have it and off (PYTHONDONTWRITEBYTECODE=1). Also the floor
+    of any pydantic validation: a script that defines one one-field model and validates one value, over the same
+    import (`import pydantic` is lazy; the first model imports pydantic's model machinery and builds a validator)."""
     import os
 
     commands = {"import": [sys.executable, "-c", "import yaml, pydantic"],
-                "validate": [sys.executable, "-m", "runner", "validate", spec]}
+                "validate": [sys.executable, "-m", "runner", "validate", spec],
+                # dlrun turns pydantic's plugin lookup off too (runner/cli/main.py)
+                "one model": [sys.executable, "-c", "import os, yaml\n"
+                              "os.environ.setdefault('PYDANTIC_DISABLE_PLUGINS', '__all__')\n"
+                              "from pydantic import BaseModel\nclass A(BaseModel):\n    x: int\nA(x=1)"]}
     for mode in ("cached", "uncached"):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPATH"] = str(ROOT)
@@ -141,9 +147,12 @@ def validate_vs_import(rounds: int, spec: str) -> None:
                 times[name].append(time.perf_counter() - started)
             loads.append(os.getloadavg()[0])
         ratios = [v / i for v, i in zip(times["validate"], times["import"])]
+        floor = [v / i for v, i in zip(times["one model"], times["import"])]
         print(f"validate / import yaml, pydantic, bytecode {mode:8}: {statistics.median(ratios):.2f}x "
               f"({min(ratios):.2f}..{max(ratios):.2f}); validate {statistics.median(times['validate']):.3f} s, "
               f"import {statistics.median(times['import']):.3f} s; {rounds} pairs, load {min(loads):.1f}..{max(loads):.1f}")
+        print(f"{'  floor: one pydantic model / import':45}: {statistics.median(floor):.2f}x "
+              f"({min(floor):.2f}..{max(floor):.2f}); one model {statistics.median(times['one model']):.3f} s")
 
 
 if __name__ == "__main__":

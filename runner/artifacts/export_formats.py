@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
 from runner.artifacts.deployment import figures
 from runner.kernel import run_dir as rd
 from runner.kernel.registry import Registry, unknown_name_message
+
+# shutil, tempfile and importlib.metadata are imported where used: `dlrun --help` and `dlrun validate` import this
+# module for its format names only
 
 CALIBRATION_EXAMPLES = 256  # INT8 ranges are calibrated on this many training examples
 CHECK_EXAMPLES = 512  # held-out examples each export is compared on
@@ -32,10 +32,15 @@ def artifact_name(fmt: str, quantize: str | None = None) -> str:
 
 
 def _write_keras(source, model, path, quantize, calibration):
+    import shutil
+
     rd.atomic_save(path, lambda tmp: shutil.copyfile(source, tmp))  # the compiled, portable file as is
 
 
 def _write_saved_model(source, model, path, quantize, calibration):
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         model.export(str(tmp), format="tf_saved_model", verbose=False)
@@ -154,6 +159,8 @@ def run_exported(fmt: str, path: Path, x):
 def _check(fmt, quantize, path, x, y, expected, mode, from_logits, split, export_check) -> dict:
     """How far the runtime's outputs are from Keras's, plus the task's figures (classification: both accuracies;
     segmentation: the share of pixels given the same class)."""
+    from importlib import metadata
+
     import numpy as np
 
     got = run_exported(fmt, path, x)
@@ -221,6 +228,8 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
         entry.update(figures(fmt, path, x))  # compress (issue 18): sizes and per-example latency
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
         if path.is_dir():
+            import shutil
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
