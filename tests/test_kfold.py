@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_spec
 from runner.spec import load_config
-from runner.data.build import split_pool
+from runner.data.dataset import split_pool
 from runner.cli.output import kfold_summary as summary_table
 from runner.data.kfold import fold_indices
 from runner.run.kfold import with_fold

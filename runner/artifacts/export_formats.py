@@ -56,7 +56,7 @@ def _write_onnx(source, model, path, quantize, calibration):
     _constant_normalization(model)
     model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
-    if quantize == "int8":  # compress (issue 18): onnxruntime's dynamic int8 (int8 weights, activations per call)
+    if quantize == "int8":  # onnxruntime's dynamic int8 (int8 weights, activations per call)
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         rd.atomic_save(path, lambda tmp: quantize_dynamic(path, tmp, weight_type=QuantType.QInt8))
@@ -213,7 +213,7 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
         stage = f"{EXPORT_FORMATS.get(fmt).runtime} reading the exported file"
         check = _check(fmt, quantize, path, x, y, expected, mode, outputs_logits(model), split, export_check)
         entry.update(check)
-        if quantize == "int8" and fmt == "onnx":  # compress (issue 18)
+        if quantize == "int8" and fmt == "onnx":
             entry.update(scheme="dynamic_range")
         elif quantize == "int8":
             entry.update(scheme="full_integer", calibration={"split": "train", "examples": len(calibration)})
@@ -225,7 +225,7 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
                                     export_check), scheme="dynamic_range",
                              **{f"full_integer_{k}": check[k] for k in ("accuracy", "pixel_agreement") if k in check})
                 entry.pop("calibration")
-        entry.update(figures(fmt, path, x))  # compress (issue 18): sizes and per-example latency
+        entry.update(figures(fmt, path, x))  # sizes and per-example latency
     except Exception as e:  # noqa: BLE001 -- whatever the converter or runtime raises, the format cannot serve it
         if path.is_dir():
             import shutil

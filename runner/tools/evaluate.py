@@ -58,7 +58,7 @@ def evaluate_run(run: Run, split: str = "test", checkpoint: str = "final", unsaf
     metrics = {k: float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
     result = {"split": split, "checkpoint": checkpoint, "model": str(run.model_file(checkpoint).relative_to(run.path)),
               "examples": info.cardinality[split], "metrics": metrics,
-              "deployment": _deployment(model, run.model_file(checkpoint))}  # compress (issue 18)
+              "deployment": _deployment(model, run.model_file(checkpoint))}
 
     folder = run.path / rd.EVAL / f"{split}-{checkpoint}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def _exports_on_split(run: Run, x, y, mode: str, from_logits: bool) -> dict:
 def format_result(result: dict) -> str:
     lines = [f"{result['split']} split, {result['examples']} examples, model {result['model']}"]
     lines += [f"  {k}: {v:.4f}" for k, v in result["metrics"].items()]
-    for name, e in result.get("deployment", {}).get("exports", {}).items():  # compress (issue 18)
+    for name, e in result.get("deployment", {}).get("exports", {}).items():
         lines.append(f"  {name} ({e['runtime']}): accuracy {e['accuracy']:.4f}")
     if "report_text" in result:
         lines += ["", result["report_text"].rstrip()]

@@ -92,7 +92,7 @@ def load_image_folder(cfg: ImageFolderData, seed: int):
     """Files are checked up front, split by path, and decoded in the pipeline (read_file, decode, resize)."""
     import numpy as np
 
-    from runner.data.build import Data, adapt_sample, split_pool
+    from runner.data.dataset import Data, adapt_sample, split_pool
     from runner.data.corrupt import check_corrupt, unreadable_images
     from runner.data.info import DataInfo
 
@@ -129,7 +129,7 @@ def _load_pairs(cfg: ImageFolderData, seed: int):
     colours), images decoded and resized in the pipeline as for classification."""
     import numpy as np
 
-    from runner.data.build import Data, adapt_sample, split_pool
+    from runner.data.dataset import Data, adapt_sample, split_pool
     from runner.data.corrupt import check_corrupt, unreadable_images
     from runner.data.info import DataInfo
     from runner.data.sources.mask_pairs import class_names, index_pairs, read_masks

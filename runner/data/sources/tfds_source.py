@@ -282,7 +282,7 @@ def ensure_prepared(cfg: TfdsData):
 
 @SOURCES.register("tfds", config=TfdsData, describe=describe_tfds)
 def load_tfds(cfg: TfdsData, seed: int):
-    from runner.data.build import SPLITS, Data, adapt_sample
+    from runner.data.dataset import SPLITS, Data, adapt_sample
 
     builder = ensure_prepared(cfg)
     splits, counts = {}, {}
