@@ -1,0 +1,49 @@
+"""Device choices on a CPU host: one_device, explicit devices, jit_compile: true, and the TPU error path (exit 5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import digits_spec, run_cli, write_spec
+
+CPU0 = "/job:localhost/replica:0/task:0/device:CPU:0"
+
+
+@pytest.mark.parametrize("distribute, strategy", [
+    ({"strategy": "one_device"}, "OneDeviceStrategy"),  # no GPU here: the CPU
+    ({"strategy": "one_device", "devices": ["/cpu:0"]}, "OneDeviceStrategy"),
+    ({"strategy": "mirrored", "devices": ["/cpu:0"]}, "MirroredStrategy"),
+])
+def test_the_strategy_runs_on_the_devices_named(distribute, strategy):
+    from runner.distribute.strategy import get_strategy
+    from runner.spec.schema import Distribute
+
+    made = get_strategy(Distribute(**distribute))
+    assert (type(made).__name__, made.num_replicas_in_sync, made.extended.worker_devices) == (strategy, 1, (CPU0,))
+
+
+def test_one_device_with_jit_compile_trains_with_xla(tmp_path):
+    from runner.kernel import run_dir as rd
+    from runner.run.experiment import run_experiment
+    from runner.spec import load_config
+
+    spec = digits_spec(tmp_path / "runs", distribute={"strategy": "one_device", "devices": ["/cpu:0"]},
+                       train={"epochs": 3, "optimizer": "adam", "lr": 0.003, "jit_compile": True},
+                       callbacks={"tensorboard": None})
+    cfg, _ = load_config(write_spec(tmp_path, spec))
+    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")))
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert (env["strategy"], env["replicas"]) == ("OneDeviceStrategy", 1)
+    assert env["speed"] == {"precision": "float32", "jit_compile": True, "steps_per_execution": 20}
+    assert result.metrics["test"]["accuracy"] >= 0.88  # test_distribute's floor for 3 epochs of this spec
+
+
+def test_tpu_on_a_host_without_one_exits_5_before_the_run_directory(tmp_path):
+    spec = digits_spec(tmp_path / "runs", distribute={"strategy": "tpu"})
+    proc = run_cli("train", write_spec(tmp_path, spec), timeout=120, check_code=5)
+    assert proc.stderr.splitlines()[-1] == (
+        "distribute.strategy: tpu: no TPU on this host could be used (Please provide a TPU Name to connect to.); "
+        "run on a TPU VM or set distribute.tpu to the TPU's name or grpc:// address")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()

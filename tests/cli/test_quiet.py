@@ -1,0 +1,85 @@
+"""Quiet by default: a run's stderr holds dlrun's own lines only (no TensorFlow C++ lines, no Python warnings),
+with no environment variable set by the user; the epoch lines; exit codes through the prompt exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from helpers import ROOT
+from runner.callbacks.epoch_report import EpochProgress
+from runner.cli.output import epoch_line
+from runner.cli.quiet import native_noise
+
+# what the user's shell has: none of the variables that quiet TensorFlow
+USER_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+
+
+def dlrun(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, env={**USER_ENV, **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+
+
+def epoch_lines(epochs: int, figures: str) -> list[str]:
+    """The pattern of each line a piped run writes: one per epoch, the ETA on all but the last."""
+    return [rf"epoch {e:>{len(str(epochs))}}/{epochs}  {figures}  \d+\.\d\ds" + ("  ETA \\d+s" if e < epochs else "")
+            for e in range(1, epochs + 1)]
+
+
+def assert_lines(stderr: str, patterns: list[str]) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == len(patterns), stderr
+    for line, pattern in zip(lines, patterns):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+
+def test_iris_and_digits_runs_write_only_their_epoch_lines_to_stderr(tmp_path):
+    number = r"\d+\.\d{4}"
+    iris = dlrun("experiments/iris.yaml", "--set", "train.epochs=4", "--run-dir", tmp_path / "iris")
+    assert iris.returncode == 0, iris.stderr
+    figures = f"accuracy {number}  loss {number}  val_accuracy {number}  val_loss {number}"
+    assert_lines(iris.stderr, epoch_lines(4, figures))
+    assert iris.stdout.splitlines()[-1] == f"run directory: {tmp_path / 'iris'}"
+
+    digits = dlrun("train", "experiments/digits.yaml", "--set", "train.epochs=3", "--run-dir", tmp_path / "digits")
+    assert digits.returncode == 0, digits.stderr
+    assert_lines(digits.stderr, epoch_lines(3, figures))
+    metrics = json.loads((tmp_path / "digits" / "metrics.json").read_text())
+    # the fit's span sits inside the process's
+    assert 0 < metrics["train_s"] < metrics["wall_s"]
+
+
+def test_a_failed_run_exits_with_its_code_and_message_only(tmp_path):
+    run = tmp_path / "run"
+    # a real divergence: plain SGD at a learning rate of 1e8
+    proc = dlrun("experiments/iris.yaml", "--set", "train.epochs=4", "--set", "train.optimizer=sgd",
+                 "--set", "train.lr={schedule: constant, base: 1.0e+8}", "--set", "deterministic=true", "--run-dir", run)
+    assert proc.returncode == 4
+    # iris: 90 training rows in batches of 16 = 6 steps per epoch, one call each: the first call ends in NaN
+    assert proc.stderr.splitlines() == [
+        f"training failed: non-finite loss nan at epoch 1, step 6; checkpoints are kept in {run / 'checkpoints'}. "
+        "Try a lower train.lr.base, gradient clipping (train.optimizer.global_clipnorm) or "
+        "train.nan_policy: rollback"]
+
+
+def test_tensorflow_native_log_lines_are_recognized_and_nothing_else():
+    assert native_noise("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    assert native_noise("I0000 00:00:1796134801.947375   15127 port.cc:153] oneDNN custom operations are on.\n")
+    assert native_noise("E0000 00:00:1796134807.173096   15127 cuda_platform.cc:52] failed call to cuInit: "
+                        "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+    assert native_noise("W1201 14:20:01.947375   15127 cuda_executor.cc:1209] could not open file\n")
+    assert not native_noise("Traceback (most recent call last):\n")
+    assert not native_noise("epoch 1/3  loss 0.1000  1.00s  ETA 2s\n")
+    assert not native_noise("Fatal Python error: Segmentation fault\n")
+
+
+def test_epoch_lines():
+    done = EpochProgress(3, 30, 20, 20, 0.384, 10.4, {"accuracy": 0.88123, "loss": 0.41234}, done=True)
+    assert epoch_line(done) == "epoch  3/30  accuracy 0.8812  loss 0.4123  0.38s  ETA 10s"
+    last = EpochProgress(30, 30, 20, 20, 0.2, 0.0, {"loss": 0.1}, done=True)
+    assert epoch_line(last) == "epoch 30/30  loss 0.1000  0.20s"
+    running = EpochProgress(4, 30, 7, 20, 0.1, 95.0, {})
+    assert epoch_line(running) == "epoch  4/30  step 7/20  ETA 1m35s"
