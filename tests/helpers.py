@@ -124,3 +124,13 @@ def popen_sweep(*args) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "runner", "sweep", *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def prepare_tfds_metadata(name: str, data_dir) -> None:
+    """A prepared TFDS folder holding the data set's real metadata files only; tfds.testing.mock_data supplies the
+    examples."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    builder.data_path.mkdir(parents=True)
+    builder.info.write_to_directory(builder.data_path)

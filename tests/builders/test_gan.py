@@ -11,7 +11,7 @@ import pytest
 
 from runner.callbacks.backup import backup_files, read_backup
 from runner.cli.main import main
-from helpers import run_cli, write_spec
+from helpers import prepare_tfds_metadata, run_cli, write_spec
 
 STEPS = 9  # 50% of the 1797 digits (898) in batches of 112
 
@@ -223,9 +223,7 @@ def test_mnist_recipe_runs_one_epoch_on_mock_data(tmp_path, monkeypatch):
 
     spec = "experiments/mnist_gan.yaml"
     cfg = load_config(spec, [])[0]
-    builder = tfds.builder(cfg.data.name, data_dir=str(tmp_path))
-    builder.data_path.mkdir(parents=True)
-    builder.info.write_to_directory(builder.data_path)  # the real metadata files of a prepared folder
+    prepare_tfds_metadata(cfg.data.name, tmp_path)
     with tfds.testing.mock_data(num_examples=32):
         code = main(["train", spec, "--run-dir", str(tmp_path / "run"), "--set", "train.epochs=1",
                      "--set", "data.batch_size=16", "--set", f"data.data_dir={tmp_path}", "--set", "gan.fid=null",

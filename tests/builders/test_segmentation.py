@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from helpers import ROOT, run_cli, write_spec
+from helpers import ROOT, prepare_tfds_metadata, run_cli, write_spec
 
 GEOMETRIC = {"random_flip": {"mode": "horizontal_and_vertical"}, "random_rotation": {"factor": 0.2},
              "random_translation": {"height_factor": 0.2, "width_factor": 0.2}, "random_zoom": {"height_factor": 0.3},
@@ -188,9 +188,7 @@ def test_oxford_pets_recipe_runs_one_epoch_on_mock_data(tmp_path):
 
     spec = "experiments/oxford_pets_unet.yaml"
     cfg = load_config(spec, [])[0]
-    builder = tfds.builder(cfg.data.name, data_dir=str(tmp_path))
-    builder.data_path.mkdir(parents=True)
-    builder.info.write_to_directory(builder.data_path)  # the real metadata files of a prepared folder
+    prepare_tfds_metadata(cfg.data.name, tmp_path)
     # max_value 4: mock masks hold the trimap's values (and 0, the recipe's unused class), not any byte
     with tfds.testing.mock_data(num_examples=16, max_value=4):
         code = main(["train", spec, "--run-dir", str(tmp_path / "run"), "--set", "train.epochs=1",

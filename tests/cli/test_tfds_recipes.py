@@ -16,7 +16,7 @@ from runner.spec import load_config
 from runner.data.build import build_data, ensure_available
 from runner.data.sources import tfds_source
 from runner.kernel.errors import ConfigError, DataError
-from helpers import run_cli, write_spec
+from helpers import prepare_tfds_metadata, run_cli, write_spec
 
 RECIPES = {"cifar10": ([32, 32, 3], "float32"), "mnist": ([28, 28, 1], "float32"),
            "fashion_mnist": ([28, 28, 1], "float32"), "imdb": ([], "string")}
@@ -183,9 +183,7 @@ def test_summary_of_the_cifar10_recipe_works_offline(tmp_path, monkeypatch, caps
 def test_recipe_runs_one_epoch_on_mock_data(tmp_path, recipe, no_network):
     spec = f"experiments/{recipe}.yaml"
     cfg = load_config(spec, [])[0]
-    builder = tfds.builder(cfg.data.name, data_dir=str(tmp_path))
-    builder.data_path.mkdir(parents=True)
-    builder.info.write_to_directory(builder.data_path)  # the real metadata files of a prepared folder
+    prepare_tfds_metadata(cfg.data.name, tmp_path)
     with tfds.testing.mock_data(num_examples=32):
         code = main(["train", spec, "--run-dir", str(tmp_path / "run"), "--set", "train.epochs=1",
                      "--set", "train.lr.warmup_epochs=0", "--set", "data.batch_size=16",

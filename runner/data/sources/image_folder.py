@@ -93,20 +93,12 @@ def load_image_folder(cfg: ImageFolderData, seed: int):
     import numpy as np
 
     from runner.data.dataset import Data, adapt_sample, split_pool
-    from runner.data.corrupt import check_corrupt, unreadable_images
     from runner.data.info import DataInfo
 
     if is_segmentation(cfg):
         return _load_pairs(cfg, seed)
     files, labels, classes = index_folder(cfg.path)
-    bad = unreadable_images(files)
-    skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
-    if skipped:
-        broken = {path for path, _ in bad}
-        keep = [i for i, f in enumerate(files) if f not in broken]
-        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-        if not files:
-            raise DataError(f"data.path: {cfg.path}: every image is unreadable")
+    files, labels, skipped = _readable(cfg, files, labels)
     import tensorflow as tf
 
     size, channels = _size(cfg, files[0]), CHANNELS[cfg.color_mode]
@@ -124,25 +116,33 @@ def load_image_folder(cfg: ImageFolderData, seed: int):
     return Data(info, splits, adapt_sample(splits["train"], cfg))
 
 
+def _readable(cfg, files: list, aligned: list):
+    """(files, the list aligned with them, how many were skipped) without the unreadable images, which fail the
+    run with their list unless data.skip_corrupt (data/corrupt.py)."""
+    from runner.data.corrupt import check_corrupt, unreadable_images
+
+    bad = unreadable_images(files)
+    skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
+    if skipped:
+        broken = {path for path, _ in bad}
+        keep = [i for i, f in enumerate(files) if f not in broken]
+        files, aligned = [files[i] for i in keep], [aligned[i] for i in keep]
+        if not files:
+            raise DataError(f"data.path: {cfg.path}: every image is unreadable")
+    return files, aligned, skipped
+
+
 def _load_pairs(cfg: ImageFolderData, seed: int):
     """Segmentation pairs: masks read up front (PIL keeps palette indices, which tf.io.decode_png turns into
     colours), images decoded and resized in the pipeline as for classification."""
     import numpy as np
 
     from runner.data.dataset import Data, adapt_sample, split_pool
-    from runner.data.corrupt import check_corrupt, unreadable_images
     from runner.data.info import DataInfo
     from runner.data.sources.mask_pairs import class_names, index_pairs, read_masks
 
     files, mask_files = index_pairs(cfg.path, FORMATS)
-    bad = unreadable_images(files)
-    skipped = check_corrupt(bad, len(files), f"data.path: {cfg.path}", cfg.skip_corrupt)
-    if skipped:
-        broken = {path for path, _ in bad}
-        keep = [i for i, f in enumerate(files) if f not in broken]
-        files, mask_files = [files[i] for i in keep], [mask_files[i] for i in keep]
-        if not files:
-            raise DataError(f"data.path: {cfg.path}: every image is unreadable")
+    files, mask_files, skipped = _readable(cfg, files, mask_files)
     size, channels = _size(cfg, files[0]), CHANNELS[cfg.color_mode]
     masks = read_masks(mask_files, size)
     names = class_names(cfg, masks)
