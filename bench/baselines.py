@@ -1,7 +1,7 @@
 """dlrun's recipes against scikit-learn's strong classical models, on identical splits of the bundled data sets.
 
     .venv/bin/python bench/baselines.py [--datasets digits,wine,...] [--seed-start S] [--seeds N]
-                                        [--scheme holdout|kfold|both] [--json OUT]
+                                        [--scheme holdout|kfold|both] [--json OUT] [--set KEY=VALUE ...]
 
 Splits, so that anyone can recompute them from the seed s alone:
   holdout  StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=s) on the whole data set
@@ -10,11 +10,12 @@ Splits, so that anyone can recompute them from the seed s alone:
            score on the fifth, every fold in turn.
 Seeds run from --seed-start for --seeds values. The metric is accuracy, or -RMSE for diabetes: higher is better.
 
-dlrun trains the recipe (experiments/<name>.yaml) through its CLI, in a subprocess per split, with the data
-replaced by an .npz of that split's rows (numpy source, no shuffle, row-exact slices): the recipe's model,
-training, preprocessing and augmentation are kept. A recipe with a validation split keeps its validation
-fraction, carved (StratifiedShuffleSplit, random_state=s) from the training part only, never from the test
-rows. TensorBoard, backups and checkpoints are off in these runs: they write files and change no weight.
+dlrun trains the recipe (experiments/<name>.yaml) through its CLI (`dlrun train`, in one worker process that
+runs every split in turn), with the data replaced by an .npz of that split's rows (numpy source, no shuffle,
+row-exact slices): the recipe's model, training, preprocessing and augmentation are kept. A recipe with a
+validation split keeps its validation fraction, carved (StratifiedShuffleSplit, random_state=s) from the
+training part only, never from the test rows. TensorBoard, backups and checkpoints are off in these runs: they
+write files and change no weight.
 The run's seed is s, as the classical models' random_state.
 
 Classical models, each fitted on the training part only (hyperparameters by inner 5-fold cross-validation on it):
@@ -256,24 +257,26 @@ def run_dataset(name: str, seeds: list[int], schemes: list[str], sets: list[str]
     out = {}
     with tempfile.TemporaryDirectory(prefix="baselines-") as scratch:
         trainer = Trainer(Path(scratch))
-        for scheme in schemes:
-            units = []  # one per split: {"seed", "fold", "n_test", "dlrun", name: score ...}
-            for seed in seeds:
-                for fold, (train, test) in enumerate(splits(y, task, seed, scheme)):
-                    started = time.perf_counter()
-                    unit = {"seed": seed, "fold": fold, "n_test": len(test)}
-                    for model_name, model in classical_models(task, flat.shape[1], seed).items():
-                        model.fit(flat[train], y[train])
-                        unit[model_name] = score(task, y[test], model.predict(flat[test]))
-                    unit["dlrun"] = dlrun_score(trainer, recipe, sets, data, val_fraction, task, x, y, train, test,
-                                                seed, Path(scratch))
-                    units.append(unit)
-                    log(f"{name} {scheme} seed {seed} fold {fold}: dlrun {unit['dlrun']:.4f}, "
-                        + ", ".join(f"{k} {v:.4f}" for k, v in unit.items() if k not in ("seed", "fold", "n_test",
-                                                                                          "dlrun"))
-                        + f" ({time.perf_counter() - started:.0f} s)")
-            out[scheme] = summarize(units, task)
-        trainer.close()
+        try:
+            for scheme in schemes:
+                units = []  # one per split: {"seed", "fold", "n_test", "dlrun", name: score ...}
+                for seed in seeds:
+                    for fold, (train, test) in enumerate(splits(y, task, seed, scheme)):
+                        started = time.perf_counter()
+                        unit = {"seed": seed, "fold": fold, "n_test": len(test)}
+                        for model_name, model in classical_models(task, flat.shape[1], seed).items():
+                            model.fit(flat[train], y[train])
+                            unit[model_name] = score(task, y[test], model.predict(flat[test]))
+                        unit["dlrun"] = dlrun_score(trainer, recipe, sets, data, val_fraction, task, x, y, train,
+                                                    test, seed, Path(scratch))
+                        units.append(unit)
+                        scores = ", ".join(f"{k} {v:.4f}" for k, v in unit.items() if k not in ("seed", "fold",
+                                                                                                   "n_test"))
+                        took = time.perf_counter() - started
+                        log(f"{name} {scheme} seed {seed} fold {fold}: {scores} ({took:.0f} s)")
+                out[scheme] = summarize(units, task)
+        finally:
+            trainer.close()
     return out
 
 
