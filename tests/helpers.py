@@ -134,3 +134,12 @@ def prepare_tfds_metadata(name: str, data_dir) -> None:
     builder = tfds.builder(name, data_dir=str(data_dir))
     builder.data_path.mkdir(parents=True)
     builder.info.write_to_directory(builder.data_path)
+
+
+def train_in_process(run, spec_dict):
+    from runner.kernel import run_dir as rd
+    from runner.spec import load_config
+    from runner.run.experiment import run_experiment
+
+    cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
+    return run_experiment(cfg, rd.RunDir.at(str(run)))

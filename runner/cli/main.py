@@ -376,6 +376,11 @@ def _exit_promptly(code: int) -> None:
         except Exception as e:  # noqa: BLE001  the same, for an error that is not dlrun's
             print(f"dlrun: writing an artifact failed: {e}", file=sys.stderr)
             code = 1
+    # the atexit handlers are cheap (TensorFlow's remove its autograph temp files); the slow part is the
+    # interpreter's teardown of TensorFlow's objects, which os._exit skips
+    import atexit
+
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

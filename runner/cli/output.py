@@ -60,7 +60,9 @@ def export_lines(results: list[dict]) -> str:
                 f"max |diff| {r['max_abs_diff']:.2e}")
         if "accuracy" in r:
             line += f", accuracy {r['accuracy']:.4f} (Keras {r['keras_accuracy']:.4f})"
-        if r.get("scheme") == "dynamic_range":
+        if "pixel_agreement" in r:
+            line += f", same class as Keras on {r['pixel_agreement']:.4%} of pixels"
+        if "full_integer_accuracy" in r:  # LiteRT's fallback; onnx int8 is dynamic-range by design
             line += (f"; dynamic-range INT8, since full-integer INT8 lost more than one point "
                      f"(accuracy {r['full_integer_accuracy']:.4f})")
         lines.append(line + ("" if r["ok"] else "  WARNING: outside the expected tolerance"))

@@ -66,8 +66,6 @@ def _finished(fold_dir: rd.RunDir) -> dict | None:
 def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=()):
     """Train one model per fold (each a normal run directory), then aggregate. An extra callback with `stop_all`
     set (a pruned sweep trial) ends the cross-validation after the current fold."""
-    import keras
-
     from runner.run.experiment import run_experiment
     from runner.run.lifecycle import RunResult
     from runner.run.resume import check_config
@@ -89,7 +87,6 @@ def run_kfold(cfg, run_dir=None, spec_path=None, extra_callbacks=()):
                 if metrics is None:
                     if preemption.requested and folds:
                         raise _between_folds(preemption.requested, folds[-1]["run_dir"])
-                    keras.backend.clear_session()  # each fold's model starts from a clean Keras state
                     log.info(f"dlrun: fold {fold + 1}/{cfg.data.kfold.k} -> {fold_dir.path}")
                     metrics = run_experiment(with_fold(cfg, fold), fold_dir, spec_path=spec_path,
                                              extra_callbacks=extra_callbacks).metrics

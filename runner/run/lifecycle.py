@@ -203,6 +203,9 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         raise ConfigError("train.nan_policy: 'rollback' restores the last backup, and callbacks.backup is null; "
                           "enable callbacks.backup or set train.nan_policy: fail")
     task = None if cfg.task == "supervised" else TASKS.get(cfg.task)
+    # a clean Keras state: layer names (which compress.prune.layers patterns match) do not depend on what this
+    # process built before (a teacher, an earlier fold or trial)
+    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -61,6 +61,7 @@ def _compress(cfg):
         data = build_data(cfg.data, cfg.seed)
         info, train_x = data.info, data.train_x
     mode = label_mode(cfg.train.loss, info.task, bool(cfg.data.batch_augment))
+    keras.backend.clear_session()  # layer names as a run's own model gets them (prepare clears the session too)
     model = build_model(cfg.model, info, build_preprocess(cfg.data.preprocess, info, train_x), mode)
     layers = [(layer.name, tuple(layer.kernel.shape)) for layer in prunable_layers(model)]
     keras.backend.clear_session()  # the run that may follow builds the same model: same automatic layer names

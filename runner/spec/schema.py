@@ -51,9 +51,8 @@ class Train(Strict):
                        description=f"{{name: {'|'.join(LOSSES.names())}, label_smoothing: ...}}; auto: "
                                    "sparse_categorical_crossentropy (classification) or mse (regression)")
     metrics: Optional[list[str]] = Field(
-        None, description=f"{', '.join(METRICS.names())}; default "
-                          f"{' and '.join(default_metrics('classification'))} (classification) or "
-                          f"{' and '.join(default_metrics('regression'))} (regression)")
+        None, description=f"{', '.join(METRICS.names())}; default " + ", ".join(
+            f"{' and '.join(default_metrics(t))} ({t})" for t in TASKS.where(data_task=True)))
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto", description="auto: mixed precision on GPUs that gain from it, float32 on CPU")
     jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")

@@ -254,11 +254,9 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
         trial.set_user_attr("host", socket.gethostname())
         shown = ", ".join(f"{k}={_shown(v)}" for k, v in params.items())
         _say(f"trial {trial.number}: {shown} -> {run_dir.path}")
-        import keras
-
         from runner.sweep.pruning import TrialReporter
 
-        keras.backend.clear_session()  # as Keras Tuner does: no trial inherits the graphs and names of the last
+        # no trial inherits the graphs and names of the last: the lifecycle's prepare clears the Keras session
         reporter = TrialReporter(trial, sweep.metric, prune=sweep.pruner is not None)
         from runner.run.train import train
 

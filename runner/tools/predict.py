@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runner.data.sources.csv_source import is_float
 from runner.kernel.errors import ConfigError, DataError
-from runner.tools.evaluate import as_model_input
+from runner.artifacts.export_formats import as_model_input
 from runner.tools.open_run import Run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}

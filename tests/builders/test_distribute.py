@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
+from helpers import ROOT, digits_spec, free_port, run_cli, write_spec
 from runner.distribute.strategy import check_batch, wait_for_peers
 from runner.kernel.errors import ConfigError, EnvironmentProblem
 

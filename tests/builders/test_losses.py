@@ -13,7 +13,8 @@ from helpers import digits_spec, write_spec
 def _loss(spec: dict, mode: str, from_logits: bool = False):
     from runner.training.losses import LOSSES, build_loss
 
-    return build_loss(LOSSES.get(spec["name"]).config.model_validate(spec), mode, from_logits)
+    entry = LOSSES.get(spec["name"])
+    return build_loss(entry.config.model_validate(spec), entry.tasks[0], mode, from_logits)
 
 
 def _value(loss, y_true, y_pred) -> float:

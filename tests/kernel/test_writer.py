@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 import threading
 
@@ -91,8 +93,8 @@ def test_a_write_superseded_while_queued_is_skipped_and_the_newest_lands(tmp_pat
 
 def test_only_durable_writes_fsync(tmp_path, monkeypatch):
     synced = []
-    real = rd.os.fsync
-    monkeypatch.setattr(rd.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
     run = rd.RunDir(tmp_path)
     run.write_text(rd.HISTORY, "epoch\n1\n", durable=False)
     assert synced == []

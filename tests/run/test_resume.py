@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import digits_spec, run_cli, write_spec
+from helpers import digits_spec, run_cli, train_in_process, write_spec
 from runner.callbacks.backup import backup_files, read_backup
 from runner.run.resume import config_differences
 
@@ -34,15 +34,6 @@ def spec(out_dir, **train):
         train={"epochs": EPOCHS, "optimizer": "adam", "lr": {"schedule": "cosine", "base": 0.003, "warmup_epochs": 1},
                "steps_per_execution": 4, **train},
         callbacks={"tensorboard": None, "backup": {"every": 8}, "custom": FAULTS})
-
-
-def train_in_process(run, spec_dict):
-    from runner.kernel import run_dir as rd
-    from runner.spec import load_config
-    from runner.run.experiment import run_experiment
-
-    cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
-    return run_experiment(cfg, rd.RunDir.at(str(run)))
 
 
 def final_state(run):

@@ -271,8 +271,9 @@ def test_schema_descriptions_and_monitor_modes_derive_from_the_registries():
     assert train["lr"]["description"].count("|") == len(SCHEDULES.names()) - 1
     assert all(name in train["optimizer"]["description"] for name in OPTIMIZERS.names())
     assert all(name in train["loss"]["description"] for name in LOSSES.names())
-    assert train["metrics"]["description"] == ("accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, "
-                                               "rmse; default accuracy (classification) or mae (regression)")
+    assert train["metrics"]["description"] == (
+        "accuracy, top5_accuracy, precision, recall, f1, auc, mae, mse, rmse, pixel_accuracy, mean_iou, dice; default "
+        "accuracy (classification), mae (regression), mean_iou and pixel_accuracy (segmentation)")
     assert {m: monitor_mode(f"val_{m}") for m in METRICS.names()} == {
         "accuracy": "max", "top5_accuracy": "max", "precision": "max", "recall": "max", "f1": "max", "auc": "max",
         "mae": "min", "mse": "min", "rmse": "min"}

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
-import optuna
 import pytest
 import yaml
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
+from helpers import NAME, ROOT, load_study, popen_sweep, run_cli, states, sweep_spec, write_spec
 
 def _line(lines: list[str], key: str, after: str = "") -> int:
     """The 1-based line of `key:` in a dumped spec, searching from the line of `after:`."""

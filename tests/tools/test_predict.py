@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import digits_spec, write_spec
+from helpers import digits_spec, write_spec, write_text_folder
 from scipy.special import softmax
 
 from runner.cli.main import main
