@@ -70,5 +70,5 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     # the second worker wrote into a temp dir, gone when it exited, and both computed the same numbers
     assert f"run directory: {worker_tmp}/dlrun-worker-" in outs[1][0]
     assert list(worker_tmp.iterdir()) == []
-    tables = [out.split("\nsplit ", 1)[1].splitlines()[:-1] for out, _ in outs]
+    tables = [out[out.index("split "):].splitlines()[:-1] for out, _ in outs]
     assert tables[0] == tables[1] and len(tables[0]) == 4  # header, train, validation, test

@@ -149,14 +149,14 @@ def test_multi_worker_run_killed_on_both_workers_then_resumed_is_bitwise_equal(t
     assert _status(run)["resumed_from"]["epoch"] >= 1 and _status(run)["state"] == "completed"
     _assert_bitwise(run / "model.keras", reference / "model.keras")
     # both workers ended with the same numbers: the second restored the chief's backup too
-    tables = [out.split("\nsplit ", 1)[1].splitlines()[:-1] for out, _ in outs]
+    tables = [out[out.index("split "):].splitlines()[:-1] for out, _ in outs]
     assert tables[0] == tables[1]
 
 
 def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_without_interruption(tmp_path):
     runs = tmp_path / "runs"
     teacher = write_spec(tmp_path, digits_spec(runs, name="teacher", deterministic=True, callbacks={"tensorboard": None},
-                                               train={"epochs": 5, "optimizer": "adam",
+                                               train={"epochs": 20, "optimizer": "adam",
                                                       "lr": {"schedule": "constant", "base": 0.003}}),
                          "teacher.yaml")
     student = write_spec(tmp_path, digits_spec(runs, name="student", deterministic=True,
@@ -168,15 +168,15 @@ def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_withou
 
     proc = _start("train", student, "--run-dir", run)
     record = run / "teacher.json"
-    # the teacher's backups of its initial state and of epochs 1 and 2
-    _wait_for(lambda: record.is_file() and len(list((Path(json.loads(record.read_text())["run_dir"]) / "backup")
-                                                    .glob("backup-*.npz"))) >= 3, [proc], "the teacher's epoch 2")
+    # two epochs done: the backup of epoch 1 at least is on disk (the writer fsyncs backups in order)
+    _wait_for(lambda: record.is_file() and _status(Path(json.loads(record.read_text())["run_dir"])).get("epoch", 0) >= 2,
+              [proc], "the teacher's epoch 2")
     proc.kill()
     proc.wait()
     teacher_dir = Path(json.loads(record.read_text())["run_dir"])
     resumed = run_cli("resume", run, check_code=0)
     assert f"dlrun: resuming {teacher_dir} at epoch" in resumed.stderr
-    assert _status(teacher_dir)["resumed_from"]["epoch"] >= 2 and _status(teacher_dir)["state"] == "completed"
+    assert _status(teacher_dir)["resumed_from"]["epoch"] >= 1 and _status(teacher_dir)["state"] == "completed"
     assert len(list((runs / "teacher").iterdir())) == 2  # the reference's teacher and this one: none retrained anew
     reference_teacher = next(p for p in (runs / "teacher").iterdir() if p != teacher_dir)
     _assert_bitwise(teacher_dir / "model.keras", reference_teacher / "model.keras")

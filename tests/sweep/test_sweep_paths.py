@@ -50,16 +50,16 @@ def test_hyperband_stops_a_clearly_bad_trial_at_its_first_rung(tmp_path, capsys)
 
     pruner = make_pruner(load_config(path)[0].sweep)
     assert (type(pruner).__name__, pruner._min_resource, pruner._reduction_factor) == ("HyperbandPruner", 2, 3)
-    assert run_sweep(path).splitlines()[-1].startswith("best spec: ")
+    summary = run_sweep(path).splitlines()
+    assert summary[-1].startswith("best spec: ")
+    assert "finished 3/3 (2 complete, 1 pruned), 0 running, 0 queued, 0 failed" in summary
     study = load_study(tmp_path)
     assert states(study) == ["COMPLETE", "COMPLETE", "PRUNED"]
     first, rival, bad = study.trials
     assert [t.params["train.lr.base"] for t in study.trials] == [0.01, 0.003, 1.0e-6]
     assert sorted(rival.intermediate_values) == [1, 2, 3] and sorted(bad.intermediate_values) == [1, 2]
     assert bad.intermediate_values[2] < rival.intermediate_values[2]
-    out, err = capsys.readouterr()
-    assert "dlrun sweep: trial 2: pruned after 2 epochs" in err
-    assert "finished 3/3 (2 complete, 1 pruned), 0 running, 0 queued, 0 failed" in out.splitlines()
+    assert "dlrun sweep: trial 2: pruned after 2 epochs" in capsys.readouterr().err
 
 
 def test_timeout_stops_starting_trials_and_a_rerun_finishes_the_grid(tmp_path, capsys):
@@ -68,20 +68,20 @@ def test_timeout_stops_starting_trials_and_a_rerun_finishes_the_grid(tmp_path, c
     # every trial takes over a second (TensorFlow builds the model): after the first, the timeout has passed
     spec = sweep_spec(tmp_path, method="grid", trials=5, timeout=1,
                       params={"train.lr.base": {"choice": [0.01, 0.003]}})
-    assert run_sweep(write_spec(tmp_path, spec)).splitlines()[-1].startswith("best spec: ")
-    out, err = capsys.readouterr()
+    summary = run_sweep(write_spec(tmp_path, spec)).splitlines()
+    assert summary[-1].startswith("best spec: ")
     assert states(load_study(tmp_path)) == ["COMPLETE"]
-    assert "dlrun sweep: timeout of 1 s reached; rerun the command to go on" in err
-    assert "finished 1/5 (1 complete, 0 pruned), 0 running, 0 queued, 0 failed" in out.splitlines()
+    assert "dlrun sweep: timeout of 1 s reached; rerun the command to go on" in capsys.readouterr().err
+    assert "finished 1/5 (1 complete, 0 pruned), 0 running, 0 queued, 0 failed" in summary
 
     spec["sweep"]["timeout"] = None  # not part of the search: the same study goes on
-    assert run_sweep(write_spec(tmp_path, spec)).splitlines()[-1].startswith("best spec: ")
-    out, err = capsys.readouterr()
+    summary = run_sweep(write_spec(tmp_path, spec)).splitlines()
+    assert summary[-1].startswith("best spec: ")
     study = load_study(tmp_path)
     assert states(study) == ["COMPLETE", "COMPLETE"]
     assert sorted(t.params["train.lr.base"] for t in study.trials) == [0.003, 0.01]
-    assert "dlrun sweep: every grid point has been tried" in err
-    assert "finished 2/5 (2 complete, 0 pruned), 0 running, 0 queued, 0 failed" in out.splitlines()
+    assert "dlrun sweep: every grid point has been tried" in capsys.readouterr().err
+    assert "finished 2/5 (2 complete, 0 pruned), 0 running, 0 queued, 0 failed" in summary
 
 
 def test_a_study_started_with_another_search_is_refused(tmp_path):
