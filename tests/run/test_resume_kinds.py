@@ -168,9 +168,9 @@ def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_withou
 
     proc = _start("train", student, "--run-dir", run)
     record = run / "teacher.json"
-    # two epochs done: the backup of epoch 1 at least is on disk (the writer fsyncs backups in order)
-    _wait_for(lambda: record.is_file() and _status(Path(json.loads(record.read_text())["run_dir"])).get("epoch", 0) >= 2,
-              [proc], "the teacher's epoch 2")
+    # three epochs done: the backup of epoch 1 at least is on disk (the writer writes backups in order)
+    _wait_for(lambda: record.is_file() and _status(Path(json.loads(record.read_text())["run_dir"])).get("epoch", 0) >= 3,
+              [proc], "the teacher's epoch 3")
     proc.kill()
     proc.wait()
     teacher_dir = Path(json.loads(record.read_text())["run_dir"])
