@@ -127,14 +127,15 @@ def small_spec(out_dir, **compress) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_during_the_ramp_then_resume_is_bitwise_equal(tmp_path):
-    from helpers import run_cli
+    from helpers import run_cli, train_in_process
     from runner.callbacks.backup import backup_files, read_backup
-    from helpers import train_in_process
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     train_in_process(ref, small_spec(tmp_path))
-    spec_path = write_spec(tmp_path, small_spec(tmp_path))
-    killed = run_cli("train", spec_path, "--run-dir", run, env={"DLRUN_TEST_KILL_AT_STEP": "30"})
+    spec = small_spec(tmp_path)
+    spec["callbacks"]["custom"] = ["dlrun_faults:KillAtStep"]  # tests/plugins: SIGKILL at FAULT_KILL_AT_STEP
+    spec_path = write_spec(tmp_path, spec)
+    killed = run_cli("train", spec_path, "--run-dir", run, env={"FAULT_KILL_AT_STEP": "30"})
     assert killed.returncode == -9, killed.stderr[-2000:]
     meta, arrays = read_backup(backup_files(run / "backup")[0])
     assert meta["global_step"] == 32  # inside the ramp (steps 12 to 48): some weights pruned, not all yet

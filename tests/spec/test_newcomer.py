@@ -276,9 +276,10 @@ def test_schema_descriptions_and_monitor_modes_derive_from_the_registries():
         "accuracy (classification), mae (regression), mean_iou and pixel_accuracy (segmentation)")
     assert {m: monitor_mode(f"val_{m}") for m in METRICS.names()} == {
         "accuracy": "max", "top5_accuracy": "max", "precision": "max", "recall": "max", "f1": "max", "auc": "max",
-        "mae": "min", "mse": "min", "rmse": "min"}
+        "mae": "min", "mse": "min", "rmse": "min", "pixel_accuracy": "max", "mean_iou": "max", "dice": "max"}
     assert monitor_mode("loss") == "min"
     assert {e.name: e.tasks for e in LOSSES.entries()} == {
-        "auto": ("classification", "regression"), **{n: ("classification",) for n in (
+        "auto": ("classification", "regression", "segmentation"), **{n: ("classification", "segmentation") for n in (
             "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "focal")},
-        **{n: ("regression",) for n in ("mse", "mae", "huber")}}
+        **{n: ("regression",) for n in ("mse", "mae", "huber")}, "dice": ("segmentation",),
+        "bce_dice": ("segmentation",)}
