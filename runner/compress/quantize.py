@@ -25,7 +25,9 @@ def quantize_saved(quantize, model_file, out_file, test_ds, train_ds, steps_per_
         # to the inputs): the float layers and biases learn to make up for the rounding
         optimizer = keras.optimizers.serialize(keras.optimizers.Adam(quantize.finetune_lr))
         model.compile_from_config({**model.get_compile_config(), "optimizer": optimizer})  # same loss, metrics
-        model.fit(train_ds, epochs=quantize.finetune_epochs, steps_per_epoch=steps_per_epoch, verbose=0)
+        # shuffle=False: the training stream is shuffled by the pipeline (Keras's default only warns on a Dataset)
+        model.fit(train_ds, epochs=quantize.finetune_epochs, steps_per_epoch=steps_per_epoch, verbose=0,
+                  shuffle=False)
         record.update(finetune_epochs=quantize.finetune_epochs, post_training_test=record["test"],
                       test=_evaluate(model, test_ds))
     rd.atomic_save(out_file, model.save)
