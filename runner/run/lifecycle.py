@@ -176,8 +176,9 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     """Seeds, strategy, run directory (locked), resume point, data, model, compile and callbacks.
 
     `run_dir` holding this run's config.yaml continues from its newest backup; `teacher_file` is the distillation
-    teacher's .keras file when cfg.distill is set, `fid_file` a GAN's FID classifier (run/teacher.py resolves both). Use the result as a context manager:
-    it holds the run-directory lock and the signal handlers until `finish`.
+    teacher's .keras file when cfg.distill is set, `fid_file` a GAN's FID classifier (run/teacher.py resolves
+    both). The Experiment's `stack` holds the run-directory lock and the signal handlers until it is closed
+    (run/experiment.py closes it after `finish`).
     """
     import keras
     import tensorflow as tf
