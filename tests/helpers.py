@@ -143,3 +143,15 @@ def train_in_process(run, spec_dict):
 
     cfg, _ = load_config(write_spec(run.parent, spec_dict, f"{run.name}.yaml"))
     return run_experiment(cfg, rd.RunDir.at(str(run)))
+
+
+def wait_all(procs, timeout: float = 400) -> list:
+    """(stdout, stderr) of every process once all have ended; each must exit 0 (killed if it hangs)."""
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return outs

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, digits_spec, write_spec
-from helpers import free_port
+from helpers import ROOT, digits_spec, free_port, wait_all, write_spec
 
 def test_every_keras_fix_is_pinned_to_the_installed_keras_source():
     from runner.kernel.keras_pins import FIXES, PINNED_KERAS, require, source_hash
@@ -53,13 +52,7 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "runner", "train", str(path), "--set",
                                f"distribute.task_index={i}"], cwd=ROOT, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+    outs = wait_all(procs)
 
     run_dirs = list((runs / "digits-test").iterdir())
     assert len(run_dirs) == 1 and f"run directory: {run_dirs[0]}" in outs[0][0]

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
-from helpers import free_port
+from helpers import ROOT, digits_spec, free_port, run_cli, wait_all, write_spec
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -115,19 +114,8 @@ def test_mirrored_run_killed_then_resumed_is_bitwise_equal(tmp_path):
     assert (env["strategy"], env["replicas"]) == ("MirroredStrategy", 2)
 
 
-def _workers(spec, *args) -> list:
+def _workers(*args) -> list:
     return [_start(*args, "--set", f"distribute.task_index={i}") for i in range(2)]
-
-
-def _finish(procs) -> list:
-    try:
-        outs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return outs
 
 
 def test_multi_worker_run_killed_on_both_workers_then_resumed_is_bitwise_equal(tmp_path):
@@ -137,14 +125,14 @@ def test_multi_worker_run_killed_on_both_workers_then_resumed_is_bitwise_equal(t
         train={"epochs": 4, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
         distribute={"strategy": "multi_worker", "workers": workers, "connect_timeout": 120}))
     reference, run = tmp_path / "reference", tmp_path / "run"
-    _finish(_workers(spec, "train", spec, "--run-dir", reference))
+    wait_all(_workers("train", spec, "--run-dir", reference))
 
-    procs = _workers(spec, "train", spec, "--run-dir", run)
+    procs = _workers("train", spec, "--run-dir", run)
     _wait_for(lambda: len(list((run / "backup").glob("backup-*.npz"))) >= 2, procs, "the chief's epoch-1 backup")
     for p in procs:
         p.kill()
         p.wait()
-    outs = _finish(_workers(spec, "resume", run))
+    outs = wait_all(_workers("resume", run))
     assert f"dlrun: resuming {run} at epoch" in outs[0][1] and f"dlrun: resuming {run} at epoch" in outs[1][1]
     assert _status(run)["resumed_from"]["epoch"] >= 1 and _status(run)["state"] == "completed"
     _assert_bitwise(run / "model.keras", reference / "model.keras")
