@@ -3,6 +3,8 @@ sweep specs; test modules import these, never each other."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
@@ -27,6 +29,22 @@ def run_cli(*args, cwd=None, env=None, timeout=300, check_code=None) -> subproce
     full_env = {**CLI_ENV, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=cwd or ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+    if check_code is not None:
+        assert proc.returncode == check_code, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def run_inline(*args, cwd=None, check_code=None) -> subprocess.CompletedProcess:
+    """`dlrun ARGS` through the CLI's `main` in this process, which has TensorFlow imported already (4 s less per
+    call). For verbs whose process is not under test: signals, environment and stderr noise need run_cli."""
+    from runner.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(cwd or ROOT):
+        code = main(list(map(str, args)))
+        if "runner.kernel.writer" in sys.modules:  # as the program does before it exits
+            sys.modules["runner.kernel.writer"].flush()
+    proc = subprocess.CompletedProcess(["dlrun", *map(str, args)], code, out.getvalue(), err.getvalue())
     if check_code is not None:
         assert proc.returncode == check_code, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
     return proc

@@ -127,7 +127,7 @@ def small_spec(out_dir, **compress) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_during_the_ramp_then_resume_is_bitwise_equal(tmp_path):
-    from helpers import run_cli, train_in_process
+    from helpers import run_cli, run_inline, train_in_process
     from runner.callbacks.backup import backup_files, read_backup
 
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -141,7 +141,7 @@ def test_sigkill_during_the_ramp_then_resume_is_bitwise_equal(tmp_path):
     assert meta["global_step"] == 32  # inside the ramp (steps 12 to 48): some weights pruned, not all yet
     assert 0 < _zeros([arrays[f"cb/Pruning/{i}"] for i in range(4)]) < 0.75
 
-    run_cli("resume", run, check_code=0)
+    run_inline("resume", run, check_code=0)
     status = __import__("json").loads((run / "status.json").read_text())
     assert status["state"] == "completed" and status["resumed_from"] == {"epoch": 1, "step": 32}
     (meta, arrays), (ref_meta, ref_arrays) = [read_backup(backup_files(r / "backup")[0]) for r in (run, ref)]
@@ -163,18 +163,18 @@ def _zeros(masks) -> float:
 def digits_runs(tmp_path_factory):
     """experiments/digits.yaml dense (with Keras int8) and pruned to 0.8 (same seed), each exported to ONNX and
     LiteRT, and the dense one also to onnxruntime's and LiteRT's int8."""
-    from helpers import ROOT, run_cli
+    from helpers import ROOT, run_inline
 
     root = tmp_path_factory.mktemp("digits")
     # the spec's 40 epochs: with 20, the dense model is still learning and pruning costs 1.7 points
     common = ["--set", f"output.dir={root}", "--set", "export=[onnx, tflite]"]
     runs = {"dense": root / "dense", "pruned": root / "pruned"}
-    run_cli("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.quantize.mode=int8",
-            "--run-dir", runs["dense"], check_code=0, timeout=900)
-    run_cli("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.prune.sparsity=0.8",
-            "--run-dir", runs["pruned"], check_code=0, timeout=900)
+    run_inline("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.quantize.mode=int8",
+               "--run-dir", runs["dense"], check_code=0)
+    run_inline("train", ROOT / "experiments/digits.yaml", *common, "--set", "compress.prune.sparsity=0.8",
+               "--run-dir", runs["pruned"], check_code=0)
     for fmt in ("onnx", "tflite"):
-        run_cli("export", runs["dense"], "--format", fmt, "--quantize", "int8", check_code=0)
+        run_inline("export", runs["dense"], "--format", fmt, "--quantize", "int8", check_code=0)
     return runs
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from runner.callbacks.backup import backup_files, read_backup
 from runner.cli.main import main
-from helpers import prepare_tfds_metadata, run_cli, write_spec
+from helpers import prepare_tfds_metadata, run_cli, run_inline, write_spec
 
 STEPS = 9  # 50% of the 1797 digits (898) in batches of 112
 
@@ -202,7 +202,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path):
     run = tmp_path / "run"
     killed = run_cli("train", write_spec(tmp_path, spec), "--run-dir", run, env={"FAULT_KILL_AT_STEP": "13"})
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = run_cli("resume", run, check_code=0)
+    resumed = run_inline("resume", run, check_code=0)
     assert f"resuming {run} at epoch 2, step 3" in resumed.stderr  # the backup at global step 12
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed" and status["resumed_from"] == {"epoch": 1, "step": 12}

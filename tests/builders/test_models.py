@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, run_inline
 
 # He et al. 2016, Table 6: CIFAR-10 ResNets with option A shortcuts
 PAPER = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}
@@ -251,6 +251,6 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 def test_summary_of_the_cifar10_recipe_is_resnet20_offline():
-    proc = run_cli("summary", "experiments/cifar10.yaml", check_code=0)
+    proc = run_inline("summary", "experiments/cifar10.yaml", check_code=0)
     assert "trainable parameters: 269,722 (0.27M)" in proc.stdout  # He et al. 2016, Table 6
     assert "input shape: [32, 32, 3]  task: classification  classes: 10" in proc.stdout

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from helpers import ROOT, prepare_tfds_metadata, run_cli, write_spec
+from helpers import ROOT, prepare_tfds_metadata, run_cli, run_inline, write_spec
 
 GEOMETRIC = {"random_flip": {"mode": "horizontal_and_vertical"}, "random_rotation": {"factor": 0.2},
              "random_translation": {"height_factor": 0.2, "width_factor": 0.2}, "random_zoom": {"height_factor": 0.3},
@@ -51,7 +51,7 @@ def clean(proc) -> str:
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("strokes")
     spec = write_spec(tmp, strokes_spec(tmp))
-    run_cli("train", spec, "--run-dir", tmp / "run", check_code=0, timeout=900)
+    run_inline("train", spec, "--run-dir", tmp / "run", check_code=0)
     return tmp / "run"
 
 
@@ -68,14 +68,14 @@ def test_digit_strokes_train_to_a_test_mean_iou_of_0_9(trained):
 
 
 def test_onnx_export_agrees_with_keras_per_pixel(trained):
-    proc = run_cli("export", trained, "--format", "onnx", check_code=0)
+    proc = run_inline("export", trained, "--format", "onnx", check_code=0)
     check = json.loads((trained / "export" / "export.json").read_text())["model.onnx"]
     assert check["ok"] and check["examples"] == 180 and check["pixel_agreement"] >= 0.999, check
     assert "same class as Keras on" in proc.stdout
 
 
 def test_eval_reports_per_class_iou(trained):
-    run_cli("eval", trained, check_code=0)
+    run_inline("eval", trained, check_code=0)
     result = json.loads((trained / "eval" / "test-final" / "metrics.json").read_text())
     assert list(result["per_class_iou"]) == ["0", "1", "2"]
     assert all(v >= 0.8 for v in result["per_class_iou"].values()), result["per_class_iou"]
@@ -87,7 +87,7 @@ def test_eval_reports_per_class_iou(trained):
 def test_predict_writes_a_mask_png_per_input(trained, tmp_path):
     data = np.load(strokes(tmp_path / "all.npz"))
     np.savez(tmp_path / "three.npz", x=data["x"][:3])
-    proc = run_cli("predict", trained, tmp_path / "three.npz", "--json", check_code=0)
+    proc = run_inline("predict", trained, tmp_path / "three.npz", "--json", check_code=0)
     records = json.loads(proc.stdout)
     assert [os.path.basename(r["mask"]) for r in records] == ["three-0.png", "three-1.png", "three-2.png"]
     for record, truth in zip(records, data["y"][:3]):
@@ -171,7 +171,7 @@ def test_image_folder_pairs_train_one_epoch(tmp_path):
         "train": {"epochs": 1, "loss": "bce_dice", "metrics": ["mean_iou", "dice", "pixel_accuracy"]},
         "callbacks": {"backup": None, "checkpoint": None},
         "output": {"dir": str(tmp_path / "runs")}})
-    run_cli("train", spec, "--run-dir", tmp_path / "run", check_code=0)
+    run_inline("train", spec, "--run-dir", tmp_path / "run", check_code=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     env = json.loads((tmp_path / "run" / "env.json").read_text())
     assert env["data"]["input_shape"] == [16, 16, 3] and env["data"]["class_names"] == ["background", "stroke"]
@@ -215,7 +215,7 @@ def test_a_classifier_given_masks_is_refused_at_validate_naming_the_shape(tmp_pa
                            "example; the labels have shape 1797x8x8 (a mask per image, which the segmentation task "
                            "takes: set data.task: segmentation)")
     # and training the same spec stops at the same check
-    assert clean(run_cli("train", spec, check_code=2)) == clean(proc)
+    assert clean(run_inline("train", spec, check_code=2)) == clean(proc)
 
 
 def test_masks_of_another_size_make_a_classifier_and_are_refused_naming_the_shape(tmp_path):
@@ -232,7 +232,7 @@ def test_masks_of_another_size_make_a_classifier_and_are_refused_naming_the_shap
 def test_segmentation_on_class_labels_exits_3_naming_the_shape(tmp_path):
     spec = write_spec(tmp_path, {"name": "x", "data": {"source": "sklearn", "name": "digits", "task": "segmentation"},
                                  "model": {"arch": "unet", "depth": 1}, "output": {"dir": str(tmp_path)}})
-    proc = run_cli("train", spec, check_code=3)
+    proc = run_inline("train", spec, check_code=3)
     assert clean(proc) == ("data.source: sklearn: the segmentation task takes a mask of the image's size "
                            "per example (1797x8x8); the labels have shape 1797; set data.task: classification for one "
                            "class per image")
@@ -266,7 +266,7 @@ def test_segmentation_refuses_per_example_metrics_and_mixing(tmp_path):
 def test_binary_mask_losses_need_two_classes(tmp_path):
     spec = strokes_spec(tmp_path)
     spec["train"]["loss"] = "bce_dice"
-    proc = run_cli("train", write_spec(tmp_path, spec), check_code=2)
+    proc = run_inline("train", write_spec(tmp_path, spec), check_code=2)
     assert clean(proc) == ("train.loss.name: 'bce_dice' is for binary masks (classes 0 and 1); this data "
                            "has 3 classes (0, 1, 2). Use sparse_categorical_crossentropy or dice")
 
@@ -274,7 +274,7 @@ def test_binary_mask_losses_need_two_classes(tmp_path):
 def test_a_layers_list_without_per_pixel_outputs_is_refused_when_built(tmp_path):
     spec = strokes_spec(tmp_path)
     spec["model"] = {"layers": [{"Flatten": {}}, {"Dense": {"units": 3}}]}
-    proc = run_cli("train", write_spec(tmp_path, spec), check_code=2)
+    proc = run_inline("train", write_spec(tmp_path, spec), check_code=2)
     assert clean(proc) == ("model: the model's outputs have shape [3] per example; a segmentation task needs "
                            "per-pixel class logits of the input's 8x8 (height x width x classes)")
 
@@ -294,6 +294,6 @@ def test_per_pixel_losses_with_class_weights_train(tmp_path, loss, class_weight)
     spec = strokes_spec(tmp_path)
     spec["train"].update(epochs=1, loss=loss, class_weight=class_weight, metrics=["mean_iou", "dice"])
     spec["callbacks"] = {"backup": None, "checkpoint": None, "tensorboard": None}
-    run_cli("train", write_spec(tmp_path, spec), "--run-dir", tmp_path / "run", check_code=0)
+    run_inline("train", write_spec(tmp_path, spec), "--run-dir", tmp_path / "run", check_code=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert np.isfinite(metrics["train"]["loss"]) and 0 <= metrics["test"]["dice"] <= 1

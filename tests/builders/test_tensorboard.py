@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from helpers import digits_spec, run_cli, write_spec
+from helpers import digits_spec, run_cli, run_inline, write_spec
 
 TB_SPEC = {"tensorboard": {"update_freq": 5, "images": 8, "confusion_matrix": "epoch", "profile_steps": [3, 5]},
            "checkpoint": None}
@@ -153,7 +153,7 @@ def test_resumed_run_continues_its_curves(tmp_path):
     # SIGKILL (tests/plugins/dlrun_faults.py) before the call after step 30: at step 32, after its backup
     killed = run_cli("train", path, "--run-dir", run, env={"FAULT_KILL_AT_STEP": "30"})
     assert killed.returncode == -9, killed.stderr[-2000:]
-    run_cli("resume", run, check_code=0)
+    run_inline("resume", run, check_code=0)
     resumed_at = json.loads((run / "status.json").read_text())["resumed_from"]["step"]
     assert resumed_at == 32
     # event files are named events.out.tfevents.<time>.<host>.<pid>.<n>: one per fit, grouped by process

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, digits_spec, require, run_cli, write_spec
+from helpers import ROOT, digits_spec, require, run_cli, run_inline, write_spec
 
 TINI = shutil.which("tini")
 
@@ -73,7 +73,7 @@ def test_sigterm_to_the_container_init_exits_143_resumable(tmp_path, with_tini):
     assert "Traceback" not in err
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "preempted" and 1 <= status["epoch"] < 30
-    run_cli("resume", run, check_code=0)
+    run_inline("resume", run, check_code=0)
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed" and status["epoch"] == 30
     assert status["resumed_from"]["epoch"] >= 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
+from helpers import ROOT, digits_spec, run_cli, run_inline, write_spec
 from runner.cli.output import run_summary
 
 
@@ -131,7 +131,7 @@ def test_distill_from_a_teacher_spec_end_to_end(tmp_path):
         tmp_path, name="student", data=data, callbacks=off, model={"arch": "mlp", "units": [16]},
         train={"epochs": 3, "lr": 0.01}, distill={"teacher": str(teacher), "temperature": 2.0, "alpha": 0.5}),
         "student.yaml")
-    proc = run_cli("train", student, "--run-dir", tmp_path / "run", check_code=0)
+    proc = run_inline("train", student, "--run-dir", tmp_path / "run", check_code=0)
     teacher_runs = list((tmp_path / "teacher").iterdir())
     assert len(teacher_runs) == 1 and (teacher_runs[0] / "model.keras").is_file()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -140,7 +140,7 @@ def test_distill_from_a_teacher_spec_end_to_end(tmp_path):
     # the same student, same seed, without the teacher: the distilled one's softened outputs are closer to the
     # teacher's on the held-out test split
     plain = write_spec(tmp_path, {**yaml.safe_load(student.read_text()), "distill": None}, "plain.yaml")
-    run_cli("train", plain, "--run-dir", tmp_path / "plain", check_code=0)
+    run_inline("train", plain, "--run-dir", tmp_path / "plain", check_code=0)
     gaps = _kl_to_teacher(student, teacher_runs[0] / "model.keras",
                           [tmp_path / "run" / "model.keras", tmp_path / "plain" / "model.keras"], 2.0)
     assert gaps[0] < gaps[1], gaps

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import digits_spec, run_cli, train_in_process, write_spec
+from helpers import digits_spec, run_cli, run_inline, train_in_process, write_spec
 from runner.callbacks.backup import backup_files, read_backup
 from runner.run.resume import config_differences
 
@@ -82,7 +82,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_equal(tmp_path, referen
     backed_up = read_backup(backup_files(run / "backup")[0])[0]["global_step"]
     assert kill_at - 8 < backed_up <= kill_at + 3  # every 8 steps; killed at the next call's start (4 steps each)
 
-    resumed = run_cli("resume", run, check_code=0)
+    resumed = run_inline("resume", run, check_code=0)
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "completed"
     assert status["resumed_from"] == {"epoch": backed_up // STEPS, "step": backed_up}

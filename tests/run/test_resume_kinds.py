@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, digits_spec, free_port, run_cli, wait_all, write_spec
+from helpers import ROOT, digits_spec, free_port, run_cli, run_inline, wait_all, write_spec
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -67,7 +67,7 @@ def test_kfold_parent_resumes_the_interrupted_fold_runs_the_rest_and_aggregates(
         train={"epochs": 10, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
         callbacks={"tensorboard": None, "early_stopping": None}))
     reference, run = tmp_path / "reference", tmp_path / "run"
-    run_cli("train", spec, "--run-dir", reference, check_code=0)
+    run_inline("train", spec, "--run-dir", reference, check_code=0)
 
     proc = _start("train", spec, "--run-dir", run)
     fold2 = run / "folds" / "fold-2"
@@ -79,7 +79,7 @@ def test_kfold_parent_resumes_the_interrupted_fold_runs_the_rest_and_aggregates(
     assert _status(run)["state"] == "preempted" and not (run / "folds" / "fold-3").exists()
     fold1 = _digest(run / "folds" / "fold-1")
 
-    resumed = run_cli("resume", run, check_code=0)
+    resumed = run_inline("resume", run, check_code=0)
     assert "3-fold cross-validation" in resumed.stdout
     assert _digest(run / "folds" / "fold-1") == fold1  # the finished fold is not retrained or rewritten
     assert _status(fold2)["resumed_from"]["epoch"] >= 3
@@ -152,7 +152,7 @@ def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_withou
                                                distill={"teacher": str(teacher), "temperature": 4.0, "alpha": 0.1}),
                          "student.yaml")
     reference, run = tmp_path / "reference", tmp_path / "run"
-    run_cli("train", student, "--run-dir", reference, check_code=0)
+    run_inline("train", student, "--run-dir", reference, check_code=0)
 
     proc = _start("train", student, "--run-dir", run)
     record = run / "teacher.json"
@@ -162,7 +162,7 @@ def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_withou
     proc.kill()
     proc.wait()
     teacher_dir = Path(json.loads(record.read_text())["run_dir"])
-    resumed = run_cli("resume", run, check_code=0)
+    resumed = run_inline("resume", run, check_code=0)
     assert f"dlrun: resuming {teacher_dir} at epoch" in resumed.stderr
     assert _status(teacher_dir)["resumed_from"]["epoch"] >= 1 and _status(teacher_dir)["state"] == "completed"
     assert len(list((runs / "teacher").iterdir())) == 2  # the reference's teacher and this one: none retrained anew

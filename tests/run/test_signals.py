@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, digits_spec, require, run_cli, write_spec
+from helpers import ROOT, digits_spec, require, run_cli, run_inline, write_spec
 from runner.callbacks.backup import backup_files, read_backup
 from runner.run.signals import Preemption
 
@@ -79,7 +79,7 @@ def test_sigterm_backs_up_exits_143_and_resume_completes(tmp_path):
     events = list((run / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)  # flushed on the way out
 
-    run_cli("resume", run, check_code=0)
+    run_inline("resume", run, check_code=0)
     done = json.loads((run / "status.json").read_text())
     assert done["state"] == "completed" and done["epoch"] == EPOCHS
     assert done["resumed_from"] == {"epoch": status["epoch"], "step": status["step"]}

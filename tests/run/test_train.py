@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
+from helpers import ROOT, digits_spec, run_cli, run_inline, write_spec
 
 RUN_FILES = {"config.yaml", "status.json", "metrics.json", "history.csv", "env.json", "tensorboard",
              "checkpoints", "model.keras"}
@@ -20,7 +20,7 @@ RUN_FILES = {"config.yaml", "status.json", "metrics.json", "history.csv", "env.j
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("digits") / "run"
-    proc = run_cli("experiments/digits.yaml", "--run-dir", run, check_code=0)
+    proc = run_inline("experiments/digits.yaml", "--run-dir", run, check_code=0)
     return run, proc
 
 
@@ -89,15 +89,15 @@ print(json.dumps(float((pred == list(y)).mean())))
 
 def test_iris_mlp_trains_above_floor(tmp_path):
     run = tmp_path / "run"
-    run_cli("experiments/iris.yaml", "--run-dir", run, "--set", "train.epochs=40", check_code=0)
+    run_inline("experiments/iris.yaml", "--run-dir", run, "--set", "train.epochs=40", check_code=0)
     assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] >= 0.9
 
 
 def test_summary_parameter_counts():
-    out = run_cli("summary", "experiments/digits.yaml", check_code=0).stdout
+    out = run_inline("summary", "experiments/digits.yaml", check_code=0).stdout
     # conv 3x3x1x32+32, conv 3x3x32x64+64, dense 256x128+128, head 128x10+10
     assert "trainable parameters: 53,002" in out
-    iris = run_cli("summary", "experiments/iris.yaml", check_code=0).stdout
+    iris = run_inline("summary", "experiments/iris.yaml", check_code=0).stdout
     # 4x32+32 + 32x32+32 + 32x3+3; the normalization's mean, variance and count are not trainable
     assert "trainable parameters: 1,315" in iris and "total parameters: 1,324" in iris
 
@@ -112,7 +112,7 @@ def test_numpy_source_trains_and_metrics_by_name(tmp_path):
                               "metrics": ["accuracy", "top5_accuracy", "precision", "recall", "f1", "auc"],
                               "loss": {"name": "sparse_categorical_crossentropy", "label_smoothing": 0.1}})
     run = tmp_path / "run"
-    run_cli("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
+    run_inline("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
     test = json.loads((run / "metrics.json").read_text())["test"]
     assert test["accuracy"] >= 0.93 and test["top5_accuracy"] >= test["accuracy"]
     for name in ("precision", "recall", "f1", "auc"):
@@ -126,7 +126,7 @@ def test_regression_on_diabetes(tmp_path):
                        model={"arch": "mlp", "units": [32]},
                        train={"epochs": 60, "optimizer": "adam", "lr": 0.05, "metrics": ["mae"]})
     run = tmp_path / "run"
-    run_cli("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
+    run_inline("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=0)
     metrics = json.loads((run / "metrics.json").read_text())
     # predicting the mean target gives a mean absolute error of about 64 on this data
     assert metrics["test"]["mae"] < 50
@@ -140,7 +140,7 @@ def test_non_finite_loss_exits_4_naming_epoch_and_step(tmp_path):
     spec = digits_spec(tmp_path / "runs", data={"source": "numpy", "path": str(tmp_path / "bad.npz")},
                        model={"arch": "mlp", "units": [8]}, train={"epochs": 2, "steps_per_execution": 1})
     run = tmp_path / "run"
-    proc = run_cli("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=4)
+    proc = run_inline("train", write_spec(tmp_path, spec), "--run-dir", run, check_code=4)
     assert "non-finite loss nan at epoch 1, step 1" in proc.stderr and "Traceback" not in proc.stderr
     status = json.loads((run / "status.json").read_text())
     assert (status["state"], status["step"]) == ("failed", 1)
@@ -148,5 +148,5 @@ def test_non_finite_loss_exits_4_naming_epoch_and_step(tmp_path):
 
 def test_missing_data_file_exits_3(tmp_path):
     spec = digits_spec(tmp_path / "runs", data={"source": "numpy", "path": str(tmp_path / "none.npz")})
-    proc = run_cli("train", write_spec(tmp_path, spec), check_code=3)
+    proc = run_inline("train", write_spec(tmp_path, spec), check_code=3)
     assert proc.stderr.strip().endswith(f"data.path: {tmp_path / 'none.npz'}: file not found")

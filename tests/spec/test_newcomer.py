@@ -7,7 +7,7 @@ import os
 
 import yaml
 
-from helpers import ROOT, digits_spec, run_cli, write_spec
+from helpers import ROOT, digits_spec, run_cli, run_inline, write_spec
 from runner.cli.main import main
 
 
@@ -60,7 +60,7 @@ def test_training_without_validation_monitors_the_training_loss(tmp_path):
     spec["data"]["splits"] = {"train": "[:30%]", "test": "[80%:]"}
     spec["train"]["epochs"] = 2
     run_dir = tmp_path / "run"
-    run_cli("train", write_spec(tmp_path, spec), "--run-dir", run_dir, check_code=0)
+    run_inline("train", write_spec(tmp_path, spec), "--run-dir", run_dir, check_code=0)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best"]["monitor"] == "loss"
     assert "validation" not in metrics and set(metrics["test"]) == {"loss", "accuracy"}

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from helpers import run_cli, write_spec
+from helpers import run_cli, run_inline, write_spec
 from helpers import NAME, load_study, states, sweep_spec
 
 
@@ -19,7 +19,7 @@ def test_tpe_from_the_docs_with_the_budget_from_the_command_line(tmp_path):
               "model.dropout": {"uniform": [0.0, 0.5]},
               "train.epochs": {"int": [1, 2]}}
     path = write_spec(tmp_path, sweep_spec(tmp_path, method="tpe", trials=20, params=params))
-    proc = run_cli("sweep", path, "--trials", "2", check_code=0, timeout=600)
+    proc = run_inline("sweep", path, "--trials", "2", check_code=0)
     study = load_study(tmp_path)
     assert states(study) == ["COMPLETE", "COMPLETE"]
     for trial in study.trials:
