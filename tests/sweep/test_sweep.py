@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from helpers import NAME, ROOT, load_study, popen_sweep, run_cli, states, sweep_spec, write_spec
+from helpers import NAME, ROOT, load_study, popen_sweep, run_cli, run_inline, states, sweep_spec, write_spec
 
 def _line(lines: list[str], key: str, after: str = "") -> int:
     """The 1-based line of `key:` in a dumped spec, searching from the line of `after:`."""
@@ -88,7 +88,7 @@ def test_killed_sweep_resumes_to_exactly_its_budget(tmp_path):
     assert states(study) == ["COMPLETE", "COMPLETE", "RUNNING"]  # what kill -9 leaves: a trial nobody runs
     killed = study.trials[2].params
 
-    rerun = run_cli("sweep", path, check_code=0, timeout=600)
+    rerun = run_inline("sweep", path, check_code=0)
     study = load_study(tmp_path)
     # the dead trial is failed by its missing heartbeat and its values run again; no fifth trial starts
     assert sorted(states(study)) == ["COMPLETE"] * 4 + ["FAIL"]
