@@ -246,6 +246,12 @@ def augment_fn(cfg_data, info):
     per_batch = build_layers(BATCH_AUGMENTATIONS, cfg_data.batch_augment, info)
     if not per_example and not per_batch:
         return None
+    if len(info.input_shape) != 3:  # a numpy file of feature rows: what validate cannot see in the spec
+        from runner.kernel.errors import ConfigError
+
+        key = "data.augment" if per_example else "data.batch_augment"
+        raise ConfigError(f"{key}: image augmentations need images (height x width x channels); this data's "
+                          f"examples have shape {list(info.input_shape)}. Remove {key}")
     if TASKS.get(info.task).per_pixel:
         if per_batch:
             from runner.kernel.errors import ConfigError

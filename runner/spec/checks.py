@@ -54,6 +54,30 @@ def _task_rules(cfg, task: str | None):
         yield from task_of(task).spec_problems(cfg)
 
 
+def _not_images(data) -> str | None:
+    """Why the inputs are not images at all, when the spec alone tells (a numpy file tells when loaded)."""
+    if data.source == "sklearn" and data.name != "digits":
+        return f"sklearn's {data.name} is a table of features"
+    if data.source == "csv":
+        return "a csv source gives a table of features"
+    if data.source == "text_folder":
+        return "a text_folder source gives token sequences"
+    return None
+
+
+def _batch_augment_problem(data, task, loss: str) -> str | None:
+    """The first reason mixup and cutmix cannot apply (one line for the key, however many reasons)."""
+    if task == "regression":
+        return "mixup and cutmix mix class labels; this data is regression"
+    if why := _not_images(data):
+        return f"mixup and cutmix mix images; {why}. Remove data.batch_augment"
+    if "classification" not in LOSSES.get(loss).tasks:
+        return f"mixup and cutmix mix class labels; '{loss}' is a regression loss"
+    if LOSSES.get(loss).labels == "binary":
+        return "mixup and cutmix need one-hot labels; use categorical_crossentropy"
+    return None
+
+
 def _not_rgb(data) -> str | None:
     """Why the inputs are not RGB images, when the spec alone tells (None when only the data can)."""
     if data.source == "sklearn":
@@ -135,19 +159,17 @@ def cross_checks(cfg):
             if "regression" not in METRICS.get(m).tasks:
                 yield ("train", "metrics", i), (f"'{m}' is a {METRICS.get(m).tasks[0]} metric; use "
                                                 f"{', '.join(regression[:-1])} or {regression[-1]}")
-        if data.batch_augment:
-            yield ("data", "batch_augment"), "mixup and cutmix mix class labels; this data is regression"
     if task == "classification":
         for i, m in enumerate(metrics):
             if "classification" not in METRICS.get(m).tasks:
                 yield ("train", "metrics", i), f"'{m}' is a {METRICS.get(m).tasks[0]} metric; use accuracy, f1, auc, ..."
-    if data.batch_augment and task != "regression" and "classification" not in serves:
-        yield ("data", "batch_augment"), (f"mixup and cutmix mix class labels; '{train.loss.name}' is a "
-                                          "regression loss")
-    if data.batch_augment and LOSSES.get(train.loss.name).labels == "binary":
-        yield ("data", "batch_augment"), "mixup and cutmix need one-hot labels; use categorical_crossentropy"
+    if data.batch_augment and (problem := _batch_augment_problem(data, task, train.loss.name)):
+        yield ("data", "batch_augment"), problem
 
-    if why := _not_rgb(data):
+    if why := _not_images(data):
+        for i, step in enumerate(data.augment):
+            yield ("data", "augment", i), f"image augmentations need images; {why}. Remove data.augment"
+    elif why := _not_rgb(data):
         for i, step in enumerate(data.augment):
             name = next(iter(type(step).model_fields))
             if AUGMENTATIONS.get(name).rgb_only:

@@ -143,3 +143,11 @@ def test_preview_batch_shows_augmented_samples_with_mixed_labels(tmp_path):
 
     with Image.open(out) as grid:
         assert grid.format == "PNG" and grid.size == (4 * 160, 3 * 180)  # ceil(sqrt(12)) = 4 columns, 3 rows
+
+
+def test_augmentations_on_feature_rows_are_a_config_error(tmp_path):
+    """A numpy file of feature rows: the spec cannot tell validate, so building the pipeline refuses it."""
+    with pytest.raises(ConfigError) as e:
+        fn_for(tmp_path, batch_augment=[{"mixup": {}}], info=DataInfo((4,), num_classes=3))
+    assert str(e.value) == ("data.batch_augment: image augmentations need images (height x width x channels); "
+                            "this data's examples have shape [4]. Remove data.batch_augment")

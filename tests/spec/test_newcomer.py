@@ -283,3 +283,16 @@ def test_schema_descriptions_and_monitor_modes_derive_from_the_registries():
             "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "focal")},
         **{n: ("regression",) for n in ("mse", "mae", "huber")}, "dice": ("segmentation",),
         "bce_dice": ("segmentation",)}
+
+
+def test_image_augmentations_on_a_table_are_refused_by_validate(tmp_path, capsys):
+    spec = digits_spec(tmp_path / "runs", data={"source": "sklearn", "name": "iris",
+                                                "augment": ["random_flip"], "batch_augment": [{"mixup": {}}]},
+                       model={"arch": "mlp"})
+    path = write_spec(tmp_path, spec)
+    shown = os.path.relpath(path)
+    assert _validate(capsys, path) == (2, [
+        f"{shown}:{_line(path, '- random_flip')}: data.augment[0]: image augmentations need images; sklearn's iris "
+        "is a table of features. Remove data.augment",
+        f"{shown}:{_line(path, 'batch_augment')}: data.batch_augment: mixup and cutmix mix images; sklearn's iris "
+        "is a table of features. Remove data.batch_augment"])
