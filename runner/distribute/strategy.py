@@ -46,6 +46,8 @@ def get_strategy(cfg_distribute):
         return tf.distribute.get_strategy()
     if kind == "default":
         return tf.distribute.get_strategy()
+    if cfg_distribute.devices and kind in ("one_device", "mirrored"):
+        _check_devices(cfg_distribute.devices)
     if kind == "one_device":
         device = (cfg_distribute.devices or [gpus[0].name if gpus else "/cpu:0"])[0]
         return tf.distribute.OneDeviceStrategy(device)
@@ -59,6 +61,38 @@ def get_strategy(cfg_distribute):
     if kind == "tpu":
         return _tpu(cfg_distribute.tpu)
     raise ConfigError(f"distribute.strategy: unsupported strategy {kind!r}")
+
+
+def _check_devices(names: list) -> None:
+    """Each named device exists here: TensorFlow would otherwise place the work elsewhere without a word."""
+    import tensorflow as tf
+
+    here = [d.name for d in tf.config.list_logical_devices()]
+    known = {_canonical(d) for d in here}
+    for i, name in enumerate(names):
+        try:
+            missing = _canonical(name) not in known
+        except ValueError:
+            raise ConfigError(f"distribute.devices[{i}]: not a device name like /gpu:0; received {name!r}") from None
+        if missing:
+            raise EnvironmentProblem(f"distribute.devices[{i}]: this host has no device {name!r}; it has "
+                                     f"{', '.join(_short(d) for d in here)}. Name one of those, or remove "
+                                     "distribute.devices")
+
+
+def _canonical(name: str) -> tuple:
+    """(type, index) of a device name in any of TensorFlow's spellings: /gpu:0, /device:GPU:0, GPU:0, ..."""
+    import tensorflow as tf
+
+    spec = tf.DeviceSpec.from_string(name if name.startswith("/") else "/" + name)
+    if spec.device_type is None:
+        raise ValueError(name)
+    return spec.device_type.upper(), spec.device_index or 0
+
+
+def _short(name: str) -> str:
+    kind, index = _canonical(name)
+    return f"/{kind.lower()}:{index}"
 
 
 def cluster(cfg_distribute) -> tuple[dict, str, int]:

@@ -1,4 +1,4 @@
-"""Device choices on a CPU host: one_device, explicit devices, jit_compile: true, and the TPU error path (exit 5)."""
+"""Device choices on a CPU host: one_device, explicit devices, jit_compile: true; devices it lacks and TPU: exit 5."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import digits_spec, run_cli, write_spec
+from helpers import digits_spec, run_cli, run_inline, write_spec
 
 CPU0 = "/job:localhost/replica:0/task:0/device:CPU:0"
 
@@ -47,3 +47,13 @@ def test_tpu_on_a_host_without_one_exits_5_before_the_run_directory(tmp_path):
         "distribute.strategy: tpu: no TPU on this host could be used (Please provide a TPU Name to connect to.); "
         "run on a TPU VM or set distribute.tpu to the TPU's name or grpc:// address")
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
+def test_a_device_this_host_lacks_exits_5_naming_what_it_has(tmp_path, strategy):
+    spec = digits_spec(tmp_path / "runs", distribute={"strategy": strategy, "devices": ["/cpu:0", "/gpu:3"]})
+    proc = run_inline("train", write_spec(tmp_path, spec), check_code=5)
+    assert proc.stderr.splitlines()[-1] == (
+        "distribute.devices[1]: this host has no device '/gpu:3'; it has /cpu:0. Name one of those, or remove "
+        "distribute.devices")
+    assert not (tmp_path / "runs").exists()
