@@ -23,7 +23,7 @@ TRAINABLE = {
     "imdb.yaml": 20000 * 64 + 2 * (2 * 128 + 4 * (64 * 64 + 64) + 64 * 128 + 128 + 128 * 64 + 64) + 128 + 130,
     # embedding 20000 x 128; 2 directions x 4 gates x (128 + 64 + 1) x 64; dense 64; 2 logits
     "imdb_lstm.yaml": 20000 * 128 + 2 * 4 * (128 + 64 + 1) * 64 + 128 * 64 + 64 + 64 * 2 + 2,
-    "iris.yaml": 4 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3,  # mlp [32, 32]
+    "iris.yaml": 4 * 3 + 3,  # mlp [] (softmax regression)
     "mnist.yaml": 468_138,  # 2 x 2 convs with batch norm, dense 128
     "wine.yaml": 13 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3,  # mlp [32, 32]
 }
