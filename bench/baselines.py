@@ -138,20 +138,20 @@ def _env() -> dict:
 
 
 # One process runs every training of the benchmark, one after another, each exactly as `python -m runner ARGS`
-# would (runner/__main__.py, run again): TensorFlow starts once instead of once per split, which on a busy
+# would (the CLI's main, called with the arguments): TensorFlow starts once instead of once per split, which on a busy
 # 2-core machine was a third of each run's wall time. dlrun's own sweeps and k-fold train many models in one
 # process the same way. Each request is a JSON argv on stdin; the answer, the exit code, comes back on the
 # process's original stdout, while what dlrun prints goes to stderr, a file.
 WORKER = r"""
-import json, os, runpy, sys
+import json, os, sys
 answers = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
+from runner.cli.main import main
 for line in sys.stdin:
-    sys.argv = ["dlrun", *json.loads(line)]
-    print("baselines: dlrun " + " ".join(sys.argv[1:3]), file=sys.stderr, flush=True)
+    argv = json.loads(line)
+    print("baselines: dlrun " + " ".join(argv[:2]), file=sys.stderr, flush=True)
     try:
-        runpy.run_module("runner", run_name="__main__")
-        code = 0
+        code = main(argv)  # with argv, main returns the code (as the program it would os._exit the worker)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException as e:

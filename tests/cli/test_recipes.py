@@ -11,10 +11,10 @@ RECIPES = sorted(p.name for p in (ROOT / "experiments").glob("*.yaml"))
 
 # trainable parameters of each recipe's model, with what makes them
 TRAINABLE = {
-    "breast_cancer.yaml": 30 * 32 + 32 + 32 * 16 + 16 + 16 + 1,  # mlp [32, 16], one logit
+    "breast_cancer.yaml": 30 + 1,  # mlp [] (logistic regression), one logit
     "cifar10.yaml": 269_722,  # ResNet-20, option A (He et al. 2016: 0.27M)
     "cifar10_fast.yaml": 6_573_130,  # ResNet-9 (Page 2018)
-    "diabetes.yaml": 10 * 32 + 32 + 32 + 1,  # dense 32, one output (rescaled to the targets' units)
+    "diabetes.yaml": 10 * 128 + 128 + 128 + 1,  # dense 128, one output (rescaled to the targets' units)
     "digits.yaml": 53_002,  # the foundation's cnn
     "digits_distill.yaml": 64 * 32 + 32 + 32 * 10 + 10,  # the student: mlp [32]
     "digits_distill_teacher.yaml": 53_002,  # the same cnn as digits.yaml
@@ -23,7 +23,7 @@ TRAINABLE = {
     "imdb.yaml": 20000 * 64 + 2 * (2 * 128 + 4 * (64 * 64 + 64) + 64 * 128 + 128 + 128 * 64 + 64) + 128 + 130,
     # embedding 20000 x 128; 2 directions x 4 gates x (128 + 64 + 1) x 64; dense 64; 2 logits
     "imdb_lstm.yaml": 20000 * 128 + 2 * 4 * (128 + 64 + 1) * 64 + 128 * 64 + 64 + 64 * 2 + 2,
-    "iris.yaml": 4 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3,  # mlp [32, 32]
+    "iris.yaml": 4 * 3 + 3,  # mlp [] (softmax regression)
     "mnist.yaml": 468_138,  # 2 x 2 convs with batch norm, dense 128
     "wine.yaml": 13 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3,  # mlp [32, 32]
 }
