@@ -36,10 +36,11 @@ def valid_specs(draw) -> dict:
     data = {"source": "sklearn", "name": draw(st.sampled_from(["digits", "iris", "wine", "breast_cancer"])),
             "splits": draw(st.sampled_from(SPLITS)), "batch_size": replicas * draw(st.integers(1, 256)),
             "shuffle_buffer": draw(st.integers(1, 100_000)), "cache": draw(st.booleans())}
+    images = data["name"] == "digits"  # image augmentations and mixing on a table are refused
     data["augment"] = draw(st.lists(st.sampled_from(["random_flip", "random_zoom", {"random_rotation": {"factor": 0.2}},
-                                                     {"random_translation": {}}]), max_size=3))
+                                                     {"random_translation": {}}]), max_size=3 if images else 0))
     data["preprocess"] = draw(st.sampled_from([[], [{"rescale": {"scale": 0.0625}}], ["normalize"]]))
-    if draw(st.booleans()):
+    if images and draw(st.booleans()):
         data["batch_augment"] = [{draw(st.sampled_from(["mixup", "cutmix"])): {"alpha": draw(st.floats(0.01, 5))}}]
     common = {"dropout": draw(st.floats(0, 0.99)), "batchnorm": draw(st.booleans()),
               "activation": draw(st.sampled_from(["relu", "gelu", "swish", "tanh"]))}
