@@ -80,9 +80,8 @@ def _batch_augment_problem(data, task, loss: str) -> str | None:
 
 def _not_rgb(data) -> str | None:
     """Why the inputs are not RGB images, when the spec alone tells (None when only the data can)."""
-    if data.source == "sklearn":
-        return ("sklearn's digits are 8x8x1 grayscale images" if data.name == "digits"
-                else f"sklearn's {data.name} is a table of features")
+    if data.source == "sklearn" and data.name == "digits":  # sklearn's tables are refused by _not_images first
+        return "sklearn's digits are 8x8x1 grayscale images"
     if data.source == "image_folder" and data.color_mode != "rgb":
         return f"data.color_mode is {data.color_mode}"
     return None
@@ -167,7 +166,7 @@ def cross_checks(cfg):
         yield ("data", "batch_augment"), problem
 
     if why := _not_images(data):
-        for i, step in enumerate(data.augment):
+        for i in range(len(data.augment)):
             yield ("data", "augment", i), f"image augmentations need images; {why}. Remove data.augment"
     elif why := _not_rgb(data):
         for i, step in enumerate(data.augment):
