@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import digits_spec, run_cli, write_spec
+from helpers import digits_spec, run_cli, run_inline, write_spec
 
 
 def _spec(tmp_path, custom) -> str:
@@ -34,7 +34,7 @@ def test_validate_does_not_import_the_callback(tmp_path):
 
 
 def test_a_module_that_cannot_be_imported_fails_the_run_start_with_exit_2(tmp_path):
-    proc = run_cli("train", _spec(tmp_path, ["no_such_module.anywhere:Callback"]), timeout=120, check_code=2)
+    proc = run_inline("train", _spec(tmp_path, ["no_such_module.anywhere:Callback"]), check_code=2)
     assert proc.stderr.splitlines()[-1] == (
         "callbacks.custom: 'no_such_module.anywhere:Callback': cannot import module 'no_such_module.anywhere' "
         "(No module named 'no_such_module'); put it on PYTHONPATH or fix the name")

@@ -1,4 +1,5 @@
-"""The bad-spec corpus: each file in tests/data/bad_specs fails `dlrun validate` with exit 2 and its exact message."""
+"""The bad-spec corpus: each file in tests/data/bad_specs fails `dlrun validate` with exit 2 and its exact message.
+Through the CLI's `main` in this process: test_cli.py runs `validate` failures as real processes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
+from helpers import run_inline
 
 pytestmark = pytest.mark.config_errors
 
@@ -25,7 +26,7 @@ def test_corpus_covers_at_least_40_failure_kinds():
 def test_bad_spec(name):
     args_file = CORPUS / f"{name}.args"
     extra = args_file.read_text().splitlines() if args_file.exists() else []
-    proc = run_cli("validate", f"{name}.yaml", *extra, cwd=CORPUS, timeout=60)
+    proc = run_inline("validate", f"{name}.yaml", *extra, cwd=CORPUS)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == (CORPUS / f"{name}.expected").read_text()
     assert "Traceback" not in proc.stderr

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from helpers import run_cli, run_inline, write_spec
+from helpers import run_inline, write_spec
 from helpers import NAME, load_study, states, sweep_spec
 
 
@@ -96,7 +96,7 @@ def test_a_study_started_with_another_search_is_refused(tmp_path):
     assert open_study(load_config(write_spec(tmp_path, same, "same.yaml"))[0], url).study_name == NAME
     changed = {**first, "sweep": {**first["sweep"], "metric": "val_loss",
                                   "params": {"train.lr.base": {"loguniform": [1.0e-3, 1.0e-1]}}}}
-    proc = run_cli("sweep", write_spec(tmp_path, changed, "changed.yaml"), check_code=2, timeout=120)
+    proc = run_inline("sweep", write_spec(tmp_path, changed, "changed.yaml"), check_code=2)
     assert proc.stderr.splitlines()[-1] == (
         f"sweep: the study '{NAME}' in {url} was started with another search (metric, params differ); restore the "
         "sweep block, or start a new study with another name or --storage")

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import require, run_cli, write_spec
+from helpers import require, run_cli, run_inline, write_spec
 from helpers import NAME, popen_sweep, sweep_spec
 
 
@@ -98,7 +98,7 @@ def test_a_missing_database_driver_is_named(tmp_path):
 def test_an_unreachable_server_exits_5_naming_it(tmp_path):
     port = _free_port()  # nothing listens there
     url = f"postgresql+psycopg2://dlrun@127.0.0.1:{port}/postgres"
-    proc = run_cli("sweep", write_spec(tmp_path, sweep_spec(tmp_path)), "--storage", url, check_code=5, timeout=120)
+    proc = run_inline("sweep", write_spec(tmp_path, sweep_spec(tmp_path)), "--storage", url, check_code=5)
     assert f"cannot open the sweep storage {url}: connection to server at \"127.0.0.1\", port {port} failed: " \
            "Connection refused" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
