@@ -38,7 +38,8 @@ def strokes_spec(tmp_path, **data) -> dict:
                                                          "interpolation": "nearest", "fill_mode": "constant"}}],
                      **data},
             "model": {"arch": "unet", "depth": 2, "base_filters": 16, "batchnorm": False},
-            "train": {"epochs": 15, "optimizer": "adam", "lr": 0.003},
+            # 8 epochs: test mean IoU 0.954 measured here (15 epochs: 0.978, 6: 0.933), against the 0.9 floor
+            "train": {"epochs": 8, "optimizer": "adam", "lr": 0.003},
             "output": {"dir": str(tmp_path / "runs")}}
 
 
