@@ -14,7 +14,7 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/dlrun $(SPEC)
 
-# Two workers, one test file each at a time (module fixtures train once): 9.8 min from a fresh clone on 2 cores
+# Two workers, one test file each at a time (module fixtures train once): 9.2-9.8 min from a fresh clone on 2 cores
 # (3 workers: 10.7 min, the multi-process tests contend).
 PYTEST_FLAGS ?= -n 2 --dist loadfile
 
