@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from runner.data.augment import AUGMENTATIONS
+from runner.data.sources import SOURCES
 from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
@@ -55,14 +56,10 @@ def _task_rules(cfg, task: str | None):
 
 
 def _not_images(data) -> str | None:
-    """Why the inputs are not images at all, when the spec alone tells (a numpy file tells when loaded)."""
-    if data.source == "sklearn" and data.name != "digits":
-        return f"sklearn's {data.name} is a table of features"
-    if data.source == "csv":
-        return "a csv source gives a table of features"
-    if data.source == "text_folder":
-        return "a text_folder source gives token sequences"
-    return None
+    """Why the inputs are not images at all, when the spec alone tells (a numpy file tells when loaded): the
+    source's `not_images` fact."""
+    why = getattr(SOURCES.get(data.source), "not_images", None)
+    return why(data) if why else None
 
 
 def _batch_augment_problem(data, task, loss: str) -> str | None:

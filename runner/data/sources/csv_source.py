@@ -97,7 +97,7 @@ def is_float(text: str) -> bool:
         return False
 
 
-@SOURCES.register("csv", config=CsvData)
+@SOURCES.register("csv", config=CsvData, not_images=lambda cfg: "a csv source gives a table of features")
 def load_csv(cfg: CsvData, seed: int) -> Pool:
     import numpy as np
 

@@ -24,7 +24,11 @@ def task_of(cfg) -> str:
     return _TASKS[cfg.name]
 
 
-@SOURCES.register("sklearn", config=SklearnData)
+def not_images(cfg) -> str | None:
+    return None if cfg.name == "digits" else f"sklearn's {cfg.name} is a table of features"
+
+
+@SOURCES.register("sklearn", config=SklearnData, not_images=not_images)
 def load_sklearn(cfg: SklearnData, seed: int) -> Pool:
     import numpy as np
     from sklearn import datasets

@@ -27,7 +27,8 @@ def describe_text_folder(cfg: TextFolderData):
     return DataInfo((), "string", "classification", len(classes), classes)
 
 
-@SOURCES.register("text_folder", config=TextFolderData, describe=describe_text_folder)
+@SOURCES.register("text_folder", config=TextFolderData, describe=describe_text_folder,
+                  not_images=lambda cfg: "a text_folder source gives token sequences")
 def load_text_folder(cfg: TextFolderData, seed: int) -> Pool:
     import numpy as np
 
