@@ -240,6 +240,7 @@ def _seeded(layer, seed):
 
 def augment_fn(cfg_data, info):
     """(images, labels, seed[2]) -> augmented batch; None when there is nothing to do."""
+    from runner.kernel.errors import ConfigError
     from runner.tasks import TASKS
 
     per_example = build_layers(AUGMENTATIONS, cfg_data.augment, info)
@@ -247,15 +248,11 @@ def augment_fn(cfg_data, info):
     if not per_example and not per_batch:
         return None
     if len(info.input_shape) != 3:  # a numpy file of feature rows: what validate cannot see in the spec
-        from runner.kernel.errors import ConfigError
-
         key = "data.augment" if per_example else "data.batch_augment"
         raise ConfigError(f"{key}: image augmentations need images (height x width x channels); this data's "
                           f"examples have shape {list(info.input_shape)}. Remove {key}")
     if TASKS.get(info.task).per_pixel:
         if per_batch:
-            from runner.kernel.errors import ConfigError
-
             raise ConfigError(f"data.batch_augment: mixup and cutmix mix class labels per example; a {info.task} "
                               "task has a label per pixel. Remove data.batch_augment")
         return _with_masks(per_example)

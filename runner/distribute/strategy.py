@@ -67,17 +67,16 @@ def _check_devices(names: list) -> None:
     """Each named device exists here: TensorFlow would otherwise place the work elsewhere without a word."""
     import tensorflow as tf
 
-    here = [d.name for d in tf.config.list_logical_devices()]
-    known = {_canonical(d) for d in here}
+    here = {_canonical(d.name): None for d in tf.config.list_logical_devices()}  # in TensorFlow's order
     for i, name in enumerate(names):
         try:
-            missing = _canonical(name) not in known
+            missing = _canonical(name) not in here
         except ValueError:
             raise ConfigError(f"distribute.devices[{i}]: not a device name like /gpu:0; received {name!r}") from None
         if missing:
             raise EnvironmentProblem(f"distribute.devices[{i}]: this host has no device {name!r}; it has "
-                                     f"{', '.join(_short(d) for d in here)}. Name one of those, or remove "
-                                     "distribute.devices")
+                                     f"{', '.join(f'/{kind.lower()}:{index}' for kind, index in here)}. Name one "
+                                     "of those, or remove distribute.devices")
 
 
 def _canonical(name: str) -> tuple:
@@ -88,11 +87,6 @@ def _canonical(name: str) -> tuple:
     if spec.device_type is None:
         raise ValueError(name)
     return spec.device_type.upper(), spec.device_index or 0
-
-
-def _short(name: str) -> str:
-    kind, index = _canonical(name)
-    return f"/{kind.lower()}:{index}"
 
 
 def cluster(cfg_distribute) -> tuple[dict, str, int]:
