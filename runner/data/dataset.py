@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner.data.info import DataInfo
+from runner.data.preprocess import PREPROCESS
 from runner.data.sources.registry import Pool
 from runner.data.splits import pool_order, slice_bounds
 from runner.kernel.errors import DataError
@@ -47,11 +48,11 @@ def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
 
 def _adapts(step) -> bool:
     name = next(iter(type(step).model_fields))
-    return name == "text_vectorize" or (name == "normalize" and getattr(step, name).mean is None)
+    return PREPROCESS.get(name).adapts(getattr(step, name))
 
 
 def adapt_sample(train, cfg_data) -> np.ndarray | None:
-    """The training inputs in memory, only when a preprocessing step adapts on them (text_vectorize, normalize)."""
+    """The training inputs in memory, only when a preprocessing step adapts on them (normalize, whiten, ...)."""
     if not any(_adapts(step) for step in cfg_data.preprocess):
         return None
     return np.concatenate([x for x, _ in train.batch(4096).as_numpy_iterator()])

@@ -30,6 +30,12 @@ class Normalize(Strict):
         return self
 
 
+class Whiten(Strict):
+    epsilon: PositiveFloat = Field(
+        0.1, description="added to each eigenvalue of the training split's covariance before the inverse square "
+                         "root: bounds the gain of near-constant directions (larger: closer to mere centering)")
+
+
 class Resize(Strict):
     height: PositiveInt = Field(description="output height")
     width: PositiveInt = Field(description="output width")
@@ -43,9 +49,10 @@ class TextVectorize(Strict):
         "lower_and_strip_punctuation", description="text clean-up before splitting on whitespace")
 
 
-def _register(name, params):
+def _register(name, params, adapts=lambda p: False):
+    """adapts(params): whether the step learns from the training split (then the run keeps that split in memory)."""
     def decorator(builder):
-        PREPROCESS.register(name, config=step_model(name, params))(builder)
+        PREPROCESS.register(name, config=step_model(name, params), adapts=adapts)(builder)
         return builder
 
     return decorator
@@ -58,7 +65,7 @@ def rescale(p: Rescale, info, sample=None):
     return keras.layers.Rescaling(p.scale, p.offset, name="rescale")
 
 
-@_register("normalize", Normalize)
+@_register("normalize", Normalize, adapts=lambda p: p.mean is None)
 def normalize(p: Normalize, info, sample=None):
     import keras
     import numpy as np
@@ -71,6 +78,28 @@ def normalize(p: Normalize, info, sample=None):
     return layer
 
 
+@_register("whiten", Whiten, adapts=lambda p: True)
+def whiten(p: Whiten, info, sample=None):
+    """ZCA whitening of the last axis (a table's features, an image's channels), learnt on the training split:
+    x -> (x - mean) @ W with W = V diag(1 / sqrt(eigenvalues + epsilon)) V^T of the covariance. A frozen Dense
+    layer holds it, so model.keras and every export carry it with no custom layer."""
+    import keras
+    import numpy as np
+
+    width = info.input_shape[-1]
+    layer = keras.layers.Dense(width, trainable=False, name="whiten")
+    if sample is None:  # `dlrun summary`, and resume, which restores the weights
+        return layer
+    x = np.asarray(sample, dtype="float64").reshape(-1, width)
+    mean = x.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False).reshape(width, width))
+    # rounding leaves the smallest eigenvalues of a singular covariance slightly negative
+    kernel = (vectors / np.sqrt(np.clip(values, 0, None) + p.epsilon)) @ vectors.T
+    layer.build((None, width))
+    layer.set_weights([kernel.astype("float32"), (-mean @ kernel).astype("float32")])
+    return layer
+
+
 @_register("resize", Resize)
 def resize(p: Resize, info, sample=None):
     import keras
@@ -78,7 +107,7 @@ def resize(p: Resize, info, sample=None):
     return keras.layers.Resizing(p.height, p.width, interpolation=p.interpolation, name="resize")
 
 
-@_register("text_vectorize", TextVectorize)
+@_register("text_vectorize", TextVectorize, adapts=lambda p: True)
 def text_vectorize(p: TextVectorize, info, sample=None):
     import keras
 

@@ -45,7 +45,7 @@ class DataCommon(Strict):
     shuffle_buffer: PositiveInt = Field(10000, description="shuffle buffer of the training split")
     cache: Union[bool, str] = Field(True, description="cache in memory (true), in a file (a path), or not")
     preprocess: step_list(PREPROCESS, "preprocessing step") = Field(
-        default_factory=list, description="steps in the model: rescale, normalize, resize (exported with it)")
+        default_factory=list, description=f"steps in the model: {', '.join(PREPROCESS.names())} (exported with it)")
     augment: step_list(AUGMENTATIONS, "augmentation") = Field(
         default_factory=list, description="per-example augmentations, training split only")
     batch_augment: step_list(BATCH_AUGMENTATIONS, "batch augmentation") = Field(
