@@ -33,7 +33,8 @@ class Normalize(Strict):
 class Whiten(Strict):
     epsilon: PositiveFloat = Field(
         0.1, description="added to each eigenvalue of the training split's covariance before the inverse square "
-                         "root: bounds the gain of near-constant directions (larger: closer to mere centering)")
+                         "root: bounds the gain of near-constant directions (larger: closer to centering and one "
+                         "uniform scale)")
 
 
 class Resize(Strict):
@@ -88,7 +89,7 @@ def whiten(p: Whiten, info, sample=None):
 
     width = info.input_shape[-1]
     layer = keras.layers.Dense(width, trainable=False, name="whiten")
-    if sample is None:  # `dlrun summary`, and resume, which restores the weights
+    if sample is None:  # shapes only (`dlrun summary`, `validate --deep` without data): the weights are not used
         return layer
     x = np.asarray(sample, dtype="float64").reshape(-1, width)
     mean = x.mean(axis=0)
