@@ -7,6 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from runner.language.fields import PositiveFloat, PositiveInt, Strict, step_model
+from runner.kernel.errors import ConfigError
 from runner.kernel.registry import Registry
 
 PREPROCESS = Registry("preprocessing step")
@@ -50,10 +51,11 @@ class TextVectorize(Strict):
         "lower_and_strip_punctuation", description="text clean-up before splitting on whitespace")
 
 
-def _register(name, params, adapts=lambda p: False):
-    """adapts(params): whether the step learns from the training split (then the run keeps that split in memory)."""
+def _register(name, params, adapts=lambda p: False, numeric=True):
+    """adapts(params): whether the step learns from the training split (then the run keeps that split in memory);
+    numeric: whether it transforms numbers (text is strings, then token ids, which no such step may touch)."""
     def decorator(builder):
-        PREPROCESS.register(name, config=step_model(name, params), adapts=adapts)(builder)
+        PREPROCESS.register(name, config=step_model(name, params), adapts=adapts, numeric=numeric)(builder)
         return builder
 
     return decorator
@@ -108,7 +110,7 @@ def resize(p: Resize, info, sample=None):
     return keras.layers.Resizing(p.height, p.width, interpolation=p.interpolation, name="resize")
 
 
-@_register("text_vectorize", TextVectorize, adapts=lambda p: True)
+@_register("text_vectorize", TextVectorize, adapts=lambda p: True, numeric=False)
 def text_vectorize(p: TextVectorize, info, sample=None):
     import keras
 
@@ -122,9 +124,14 @@ def text_vectorize(p: TextVectorize, info, sample=None):
 def build_preprocess(steps, info, train_x=None) -> list:
     """Keras layers for the `preprocess` list; `normalize` without statistics adapts on `train_x`."""
     layers, sample = [], train_x
-    for step in steps:
+    text = info.input_dtype == "string"
+    for i, step in enumerate(steps):
         name = next(iter(type(step).model_fields))
-        layer = PREPROCESS.get(name).builder(getattr(step, name), info, sample)
+        entry = PREPROCESS.get(name)
+        if text and entry.numeric:
+            raise ConfigError(f"data.preprocess[{i}].{name}: transforms numeric features; this data is text "
+                              "(strings, and token ids after text_vectorize). Remove it")
+        layer = entry.builder(getattr(step, name), info, sample)
         if sample is not None:
             import keras
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn import datasets
 
+from helpers import run_inline, write_spec, write_text_folder
 from runner.data.info import DataInfo
 from runner.data.preprocess import Whiten, whiten
 
@@ -43,3 +45,16 @@ def test_whiten_of_images_acts_on_the_channels_over_every_pixel():
     mean, cov = _out_covariance(layer, x)
     assert layer(x[:2].astype("float32")).shape == (2, 8, 8, 3)
     assert np.abs(mean).max() < 1e-4 and np.abs(cov - np.eye(3)).max() < 1e-3
+
+
+@pytest.mark.parametrize("steps, index, name", [(["whiten"], 0, "whiten"),
+                                                ([{"text_vectorize": {}}, "normalize"], 1, "normalize")])
+def test_a_numeric_step_on_text_is_refused_with_its_key_path(tmp_path, steps, index, name):
+    spec = {"name": "reviews", "data": {"source": "text_folder", "path": str(write_text_folder(tmp_path / "reviews")),
+                                        "preprocess": steps},
+            "model": {"arch": "mlp", "units": [8]}, "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}}
+    done = run_inline("train", write_spec(tmp_path, spec))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"data.preprocess[{index}].{name}: transforms numeric features; this data is text (strings, and token ids "
+        "after text_vectorize). Remove it")
