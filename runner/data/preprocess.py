@@ -121,17 +121,24 @@ def text_vectorize(p: TextVectorize, info, sample=None):
     return layer
 
 
-def build_preprocess(steps, info, train_x=None) -> list:
-    """Keras layers for the `preprocess` list; `normalize` without statistics adapts on `train_x`."""
-    layers, sample = [], train_x
-    text = info.input_dtype == "string"
+def text_problems(steps):
+    """(index, name, rule) of each numeric step of a text model's `preprocess` list."""
     for i, step in enumerate(steps):
         name = next(iter(type(step).model_fields))
-        entry = PREPROCESS.get(name)
-        if text and entry.numeric:
-            raise ConfigError(f"data.preprocess[{i}].{name}: transforms numeric features; this data is text "
-                              "(strings, and token ids after text_vectorize). Remove it")
-        layer = entry.builder(getattr(step, name), info, sample)
+        if PREPROCESS.get(name).numeric:
+            yield i, name, ("transforms numeric features; this data is text (strings, and token ids after "
+                            "text_vectorize). Remove it")
+
+
+def build_preprocess(steps, info, train_x=None) -> list:
+    """Keras layers for the `preprocess` list; `normalize` without statistics adapts on `train_x`."""
+    if info.input_dtype == "string" and (problems := list(text_problems(steps))):
+        # validate refuses these where the spec tells text (text_folder); a TFDS text set tells only here
+        raise ConfigError([f"data.preprocess[{i}].{name}: {rule}" for i, name, rule in problems])
+    layers, sample = [], train_x
+    for step in steps:
+        name = next(iter(type(step).model_fields))
+        layer = PREPROCESS.get(name).builder(getattr(step, name), info, sample)
         if sample is not None:
             import keras
 

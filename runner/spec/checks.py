@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from runner.data.augment import AUGMENTATIONS
+from runner.data.preprocess import text_problems
 from runner.data.sources import SOURCES
 from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
@@ -170,6 +171,9 @@ def cross_checks(cfg):
             name = next(iter(type(step).model_fields))
             if AUGMENTATIONS.get(name).rgb_only:
                 yield ("data", "augment", i, name), f"needs RGB images (3 channels); {why}"
+    if getattr(SOURCES.get(data.source), "text", False):
+        for i, name, rule in text_problems(data.preprocess):
+            yield ("data", "preprocess", i, name), rule
     yield from compress_problems(cfg)
 
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None

@@ -47,14 +47,26 @@ def test_whiten_of_images_acts_on_the_channels_over_every_pixel():
     assert np.abs(mean).max() < 1e-4 and np.abs(cov - np.eye(3)).max() < 1e-3
 
 
-@pytest.mark.parametrize("steps, index, name", [(["whiten"], 0, "whiten"),
-                                                ([{"text_vectorize": {}}, "normalize"], 1, "normalize")])
-def test_a_numeric_step_on_text_is_refused_with_its_key_path(tmp_path, steps, index, name):
-    spec = {"name": "reviews", "data": {"source": "text_folder", "path": str(write_text_folder(tmp_path / "reviews")),
-                                        "preprocess": steps},
-            "model": {"arch": "mlp", "units": [8]}, "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}}
-    done = run_inline("train", write_spec(tmp_path, spec))
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.splitlines()[-1] == (
-        f"data.preprocess[{index}].{name}: transforms numeric features; this data is text (strings, and token ids "
-        "after text_vectorize). Remove it")
+ON_TEXT = "transforms numeric features; this data is text (strings, and token ids after text_vectorize). Remove it"
+
+
+@pytest.mark.parametrize("steps, line, at", [("    - whiten\n", 6, "[0].whiten"),
+                                              ("    - text_vectorize\n    - normalize\n", 7, "[1].normalize")])
+def test_validate_refuses_a_numeric_step_on_a_text_folder_with_file_line_and_key_path(tmp_path, steps, line, at):
+    write_text_folder(tmp_path / "reviews")
+    write_spec(tmp_path, f"name: reviews\ndata:\n  source: text_folder\n  path: reviews\n  preprocess:\n{steps}"
+                         "model: {arch: mlp, units: [8]}\n")
+    done = run_inline("validate", "spec.yaml", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"spec.yaml:{line}: data.preprocess{at}: {ON_TEXT}\n"
+
+
+def test_a_run_refuses_numeric_steps_on_strings_the_spec_could_not_tell_were_text():
+    """A TFDS text set is known as text only once its metadata is read: the model's build refuses it then."""
+    from runner.data.preprocess import PREPROCESS, build_preprocess
+    from runner.kernel.errors import ConfigError
+
+    steps = [PREPROCESS.get(name).config.model_validate({name: {}}) for name in ("text_vectorize", "rescale", "whiten")]
+    with pytest.raises(ConfigError) as e:
+        build_preprocess(steps, DataInfo(input_shape=(), input_dtype="string"))
+    assert e.value.problems == [f"data.preprocess[1].rescale: {ON_TEXT}", f"data.preprocess[2].whiten: {ON_TEXT}"]

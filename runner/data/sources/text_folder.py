@@ -28,7 +28,7 @@ def describe_text_folder(cfg: TextFolderData):
 
 
 @SOURCES.register("text_folder", config=TextFolderData, describe=describe_text_folder,
-                  not_images=lambda cfg: "a text_folder source gives token sequences")
+                  not_images=lambda cfg: "a text_folder source gives token sequences", text=True)
 def load_text_folder(cfg: TextFolderData, seed: int) -> Pool:
     import numpy as np
 
