@@ -6,7 +6,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import Field
 
-from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model
+from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, UnitFloat, step_model, step_name
 from runner.kernel.keras_pins import require
 from runner.kernel.registry import Registry
 
@@ -203,7 +203,7 @@ def build_layers(registry, steps, info) -> list:
 
     layers = []
     for i, step in enumerate(steps):
-        name = next(iter(type(step).model_fields))
+        name = step_name(step)
         channels = info.input_shape[-1] if len(info.input_shape) == 3 else None
         if registry.get(name).rgb_only and channels != 3:
             raise ConfigError(f"data.augment[{i}].{name}: needs RGB images (3 channels); "

@@ -11,6 +11,7 @@ from runner.data.info import DataInfo
 from runner.data.preprocess import PREPROCESS
 from runner.data.sources.registry import Pool
 from runner.data.splits import pool_order, slice_bounds
+from runner.language.fields import step_name
 from runner.kernel.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -47,7 +48,7 @@ def split_pool(pool: Pool, cfg_data, seed: int) -> dict:
 
 
 def _adapts(step) -> bool:
-    name = next(iter(type(step).model_fields))
+    name = step_name(step)
     return PREPROCESS.get(name).adapts(getattr(step, name))
 
 

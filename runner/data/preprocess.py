@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from runner.language.fields import PositiveFloat, PositiveInt, Strict, step_model
+from runner.language.fields import PositiveFloat, PositiveInt, Strict, step_model, step_name
 from runner.kernel.errors import ConfigError
 from runner.kernel.registry import Registry
 
@@ -95,6 +95,7 @@ def whiten(p: Whiten, info, sample=None):
         return layer
     x = np.asarray(sample, dtype="float64").reshape(-1, width)
     mean = x.mean(axis=0)
+    # np.cov of a single column is a 0-d array: the reshape keeps one channel a 1 x 1 matrix
     values, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False).reshape(width, width))
     # rounding leaves the smallest eigenvalues of a singular covariance slightly negative
     kernel = (vectors / np.sqrt(np.clip(values, 0, None) + p.epsilon)) @ vectors.T
@@ -124,7 +125,7 @@ def text_vectorize(p: TextVectorize, info, sample=None):
 def text_problems(steps):
     """(index, name, rule) of each numeric step of a text model's `preprocess` list."""
     for i, step in enumerate(steps):
-        name = next(iter(type(step).model_fields))
+        name = step_name(step)
         if PREPROCESS.get(name).numeric:
             yield i, name, ("transforms numeric features; this data is text (strings, and token ids after "
                             "text_vectorize). Remove it")
@@ -137,7 +138,7 @@ def build_preprocess(steps, info, train_x=None) -> list:
         raise ConfigError([f"data.preprocess[{i}].{name}: {rule}" for i, name, rule in problems])
     layers, sample = [], train_x
     for step in steps:
-        name = next(iter(type(step).model_fields))
+        name = step_name(step)
         layer = PREPROCESS.get(name).builder(getattr(step, name), info, sample)
         if sample is not None:
             import keras

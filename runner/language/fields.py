@@ -87,3 +87,8 @@ def step_model(name: str, params: type[Strict]) -> type[Strict]:
     from pydantic import create_model
 
     return create_model(f"Step_{name}", __base__=Strict, **{name: (params, Field(default_factory=params))})
+
+
+def step_name(step: Strict) -> str:
+    """The registry name of a step built by `step_model`: its one key."""
+    return next(iter(type(step).model_fields))

@@ -10,6 +10,7 @@ from runner.data.sources import SOURCES
 from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
+from runner.language.fields import step_name
 from runner.training.losses import LOSSES
 from runner.tasks.registry import default_metrics
 from runner.training.metrics import METRICS, metric_names
@@ -168,7 +169,7 @@ def cross_checks(cfg):
             yield ("data", "augment", i), f"image augmentations need images; {why}. Remove data.augment"
     elif why := _not_rgb(data):
         for i, step in enumerate(data.augment):
-            name = next(iter(type(step).model_fields))
+            name = step_name(step)
             if AUGMENTATIONS.get(name).rgb_only:
                 yield ("data", "augment", i, name), f"needs RGB images (3 channels); {why}"
     if getattr(SOURCES.get(data.source), "text", False):

@@ -1,4 +1,5 @@
-"""The `whiten` preprocessing step on real data: what it learns from the training split, exactly."""
+"""Preprocessing steps on real data: what `whiten` learns from the training split, exactly, and numeric steps
+refused on text."""
 
 from __future__ import annotations
 
