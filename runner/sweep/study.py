@@ -66,28 +66,43 @@ def open_storage(url: str, sweep):
             raise EnvironmentProblem(f"cannot create {folder} for the sweep database: {e.strerror}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for attempt in range(5):
-            try:
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_interval,
-                    grace_period=sweep.grace_period,
-                    heartbeat_stale_trial_callback=_retry(sweep))
-            except sqlalchemy.exc.ArgumentError as e:
-                raise ConfigError(f"--storage: {url!r} is not a SQLAlchemy URL ({e}); e.g. "
-                                  "postgresql+psycopg2://user@host/db or sqlite:///path/sweep.db") from None
-            except ImportError as e:
-                # Optuna wraps SQLAlchemy's ImportError; the cause names the module. SQLAlchemy 2.1 reads
-                # postgresql:// as psycopg 3, so the fix also shows the URL form of the pinned psycopg2-binary
-                missing = e.__cause__ if isinstance(e.__cause__, ImportError) else e
-                raise EnvironmentProblem(f"--storage: the database driver for {url.split(':')[0]!r} is not "
-                                         f"installed ({missing}); install it, or name an installed "
-                                         "driver in the URL, e.g. postgresql+psycopg2://user@host/db with "
-                                         "pip install psycopg2-binary") from None
-            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
-                # two workers creating the tables of a new database at once: the loser retries and finds them
-                if attempt == 4:
-                    raise EnvironmentProblem(f"cannot open the sweep storage {url}: {e.orig}") from None
-                time.sleep(0.5 + attempt)
+        try:
+            _connect_once(url, kwargs)  # a server that refuses or a wrong password is no race: no retries
+            for attempt in range(5):
+                try:
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_interval,
+                        grace_period=sweep.grace_period,
+                        heartbeat_stale_trial_callback=_retry(sweep))
+                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+                    # two workers creating the tables of a new database at once: the loser retries and finds them
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.5 + attempt)
+        except sqlalchemy.exc.ArgumentError as e:
+            raise ConfigError(f"--storage: {url!r} is not a SQLAlchemy URL ({e}); e.g. "
+                              "postgresql+psycopg2://user@host/db or sqlite:///path/sweep.db") from None
+        except ImportError as e:
+            # create_engine imports the driver. SQLAlchemy 2.1 reads postgresql:// as psycopg 3, so the fix also
+            # shows the URL form of the pinned psycopg2-binary
+            raise EnvironmentProblem(f"--storage: the database driver for {url.split(':')[0]!r} is not "
+                                     f"installed ({e}); install it, or name an installed "
+                                     "driver in the URL, e.g. postgresql+psycopg2://user@host/db with "
+                                     "pip install psycopg2-binary") from None
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+            raise EnvironmentProblem(f"cannot open the sweep storage {url}: {e.orig}") from None
+
+
+def _connect_once(url: str, engine_kwargs: dict) -> None:
+    """One connection to the database, closed again: raises what connecting raises."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def open_study(cfg, url: str, create: bool = True):

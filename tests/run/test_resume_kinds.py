@@ -114,18 +114,30 @@ def test_mirrored_run_killed_then_resumed_is_bitwise_equal(tmp_path):
     assert (env["strategy"], env["replicas"]) == ("MirroredStrategy", 2)
 
 
-def _workers(*args) -> list:
-    return [_start(*args, "--set", f"distribute.task_index={i}") for i in range(2)]
+def _workers(*args, env=None) -> list:
+    return [_start(*args, "--set", f"distribute.task_index={i}", env=env) for i in range(2)]
 
 
-def test_multi_worker_run_killed_on_both_workers_then_resumed_is_bitwise_equal(tmp_path):
+def test_two_workers_train_with_only_the_chief_writing_then_killed_on_both_resume_bitwise_equal(tmp_path):
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     spec = write_spec(tmp_path, digits_spec(
         tmp_path / "runs", deterministic=True, callbacks={"tensorboard": None},
         train={"epochs": 4, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
         distribute={"strategy": "multi_worker", "workers": workers, "connect_timeout": 120}))
     reference, run = tmp_path / "reference", tmp_path / "run"
-    wait_all(_workers("train", spec, "--run-dir", reference))
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    outs = wait_all(_workers("train", spec, "--run-dir", reference, env={"TMPDIR": str(worker_tmp)}))
+    # the uninterrupted run: the chief alone wrote a run directory, the second worker a temp one, gone at its
+    # exit, and both computed the same numbers
+    assert f"run directory: {reference}" in outs[0][0] and not (tmp_path / "runs").exists()
+    assert f"run directory: {worker_tmp}/dlrun-worker-" in outs[1][0] and list(worker_tmp.iterdir()) == []
+    env = json.loads((reference / "env.json").read_text())
+    assert (env["strategy"], env["replicas"]) == ("CollectiveAllReduceStrategy", 2)  # MultiWorkerMirroredStrategy's class
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 4 and metrics["test"]["accuracy"] >= 0.88
+    tables = [out[out.index("split "):].splitlines()[:-1] for out, _ in outs]
+    assert tables[0] == tables[1] and len(tables[0]) == 4  # header, train, validation, test
 
     procs = _workers("train", spec, "--run-dir", run)
     _wait_for(lambda: len(list((run / "backup").glob("backup-*.npz"))) >= 2, procs, "the chief's epoch-1 backup")
