@@ -14,15 +14,16 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/dlrun $(SPEC)
 
-# Two workers, one test file each at a time (module fixtures train once): 9.2-9.8 min from a fresh clone on 2 cores
-# (3 workers: 10.7 min, the multi-process tests contend).
-PYTEST_FLAGS ?= -n 2 --dist loadfile
+# Two workers, one test file each at a time (module fixtures train once), the files with the most slow tests first
+# (tests/conftest.py); 3 workers are slower, the multi-process tests contend. Bytecode is cached, as users have it:
+# the suite starts dlrun in many fresh processes, and each would compile the package again.
+PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(PYTEST_FLAGS) -m "not slow"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q $(PYTEST_FLAGS) -m "not slow"
 
 # Speed lives here, not in tests: start-up, per-spec rejection and SIGTERM latency, medians and ratios.
 bench: $(BIN)/.installed
