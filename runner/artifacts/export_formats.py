@@ -54,7 +54,7 @@ def _write_saved_model(source, model, path, quantize, calibration):
 
 def _write_onnx(source, model, path, quantize, calibration):
     _constant_normalization(model)
-    model(as_model_input(calibration[:1]))  # tf2onnx traces a built call graph: the model must have been called once
+    model(as_model_input(_first(calibration)))  # tf2onnx traces a built call graph: the model must have been called once
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
     if quantize == "int8":  # onnxruntime's dynamic int8 (int8 weights, activations per call)
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -110,17 +110,20 @@ def _read_onnx(path, x):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    return session.run(None, {inp.name: v for inp, v in zip(session.get_inputs(), _listed(x))})[0]
 
 
 def _read_litert(path, x):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(x.shape))  # the file's batch dimension is 1 until resized
+    inputs = ...
+    out = interpreter.get_output_details()[0]
+    for inp, v in zip(inputs, _listed(x)):
+        interpreter.resize_tensor_input(inp["index"], list(v.shape))  # the file's batch dimension is 1 until resized
     interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    for inp, v in zip(inputs, _listed(x)):
+        interpreter.set_tensor(inp["index"], v.astype(inp["dtype"]))
     interpreter.invoke()
     return interpreter.get_tensor(out["index"]).copy()
 
@@ -241,8 +244,21 @@ def _export_one(source, model, fmt, quantize, path, calibration, held_out) -> di
     return entry
 
 
+def _listed(x) -> list:
+    """The arrays of each model input, in the model's order: a model of several inputs takes a list."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _first(x):
+    """The first example of each input."""
+    return [v[:1] for v in x] if isinstance(x, (list, tuple)) else x[:1]
+
+
 def as_model_input(x):
-    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects, bytes or str."""
+    """Keras takes text as a tf.string tensor, not as a numpy array of Python objects, bytes or str; a model of
+    several inputs takes the list of them."""
+    if isinstance(x, (list, tuple)):
+        return [as_model_input(v) for v in x]
     if x.dtype.kind not in "OSU":
         return x
     import tensorflow as tf

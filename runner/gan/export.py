@@ -13,30 +13,27 @@ from runner.artifacts.export_formats import CHECK_EXAMPLES, EXPORT_FORMATS, TOLE
 from runner.kernel import run_dir as rd
 
 
-def export_generator(model, source: Path, formats, out: Path, seed: int) -> list[dict]:
-    """Each format of the generator to `out`, checked on CHECK_EXAMPLES noise vectors; recorded in export.json."""
+def export_generator(model, source: Path, formats, out: Path, seed: int, num_classes: int | None) -> list[dict]:
+    """Each format of the generator to `out`, checked on CHECK_EXAMPLES noise vectors (with the classes in turn,
+    for a conditional generator); recorded in export.json."""
     from importlib import metadata
 
-    from runner.gan.samples import noise
+    from runner.gan.samples import generate, grid_labels, noise
 
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / rd.EXPORT_MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     results = []
-    conditional = len(model.inputs) > 1
     z = noise(CHECK_EXAMPLES, int(model.inputs[0].shape[-1]), seed)
-    expected = np.asarray(model.predict(z, verbose=0)).astype("float64") if not conditional else None
+    labels = grid_labels(CHECK_EXAMPLES, 1, num_classes) if len(model.inputs) > 1 else None
+    inputs = [z, labels] if labels is not None else z
+    expected = generate(model, z, labels).astype("float64")
     for fmt in formats:
         path = out / artifact_name(fmt)
         entry = {"format": fmt, "quantize": None, "path": str(path)}
-        if conditional:  # the runtime checks feed one input tensor; a conditional generator takes two
-            entry.update(ok=False, error=f"--format {fmt}: a conditional generator (noise and class inputs) is "
-                                         "not exported yet; model.keras serves it (`dlrun predict RUN --class K`)")
-            results.append(entry)
-            continue
         try:
-            EXPORT_FORMATS.get(fmt).builder(source, model, path, None, z)
-            got = run_exported(fmt, path, z)
+            EXPORT_FORMATS.get(fmt).builder(source, model, path, None, inputs)
+            got = run_exported(fmt, path, inputs)
             diff = float(np.max(np.abs(got.astype("float64") - expected)))
             runtime = EXPORT_FORMATS.get(fmt).runtime
             entry.update(runtime=f"{runtime} {metadata.version(runtime)}", split="noise",

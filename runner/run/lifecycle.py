@@ -397,6 +397,6 @@ def _finish_task(exp: Experiment) -> RunResult:
 
         saved = run_dir.file(rd.MODEL)
         exports = export_generator(keras.saving.load_model(saved), saved, cfg.export, run_dir.subdir(rd.EXPORT),
-                                   cfg.seed)
+                                   cfg.seed, exp.info.num_classes)
     run_dir.write_json(rd.STATUS, exp.progress.status("completed", metrics["epochs_run"]))
     return RunResult(run_dir, metrics, exports)

@@ -30,7 +30,7 @@ def export_run(run: Run, formats, quantize: str | None = None, out=None, unsafe:
 
         if quantize:
             raise ConfigError(f"--quantize {quantize}: a generator is exported in float only; leave --quantize out")
-        return export_generator(model, run.model_file(), formats, out, cfg.seed)
+        return export_generator(model, run.model_file(), formats, out, cfg.seed, run.info.get("num_classes"))
     data = build_data(cfg.data, cfg.seed)
     mode = label_mode(cfg.train.loss, data.info.task, bool(cfg.data.batch_augment))
     try:

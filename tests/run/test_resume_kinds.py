@@ -131,7 +131,7 @@ def test_two_workers_train_with_only_the_chief_writing_then_killed_on_both_resum
     # the uninterrupted run: the chief alone wrote a run directory, the second worker a temp one, gone at its
     # exit, and both computed the same numbers
     assert f"run directory: {reference}" in outs[0][0] and not (tmp_path / "runs").exists()
-    assert f"run directory: {worker_tmp}/dlrun-worker-" in outs[1][0] and list(worker_tmp.iterdir()) == []
+    assert f"run directory: {worker_tmp}/dlrun-worker-" in outs[1][0] and not list(worker_tmp.glob("dlrun-worker-*"))
     env = json.loads((reference / "env.json").read_text())
     assert (env["strategy"], env["replicas"]) == ("CollectiveAllReduceStrategy", 2)  # MultiWorkerMirroredStrategy's class
     metrics = json.loads((reference / "metrics.json").read_text())
