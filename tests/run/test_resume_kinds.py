@@ -64,7 +64,7 @@ def test_kfold_parent_resumes_the_interrupted_fold_runs_the_rest_and_aggregates(
     spec = write_spec(tmp_path, digits_spec(
         tmp_path / "runs", deterministic=True,
         data={**digits_spec(tmp_path)["data"], "kfold": {"k": 3}},
-        train={"epochs": 10, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
+        train={"epochs": 6, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},
         callbacks={"tensorboard": None, "early_stopping": None}))
     reference, run = tmp_path / "reference", tmp_path / "run"
     run_inline("train", spec, "--run-dir", reference, check_code=0)
@@ -156,7 +156,7 @@ def test_two_workers_train_with_only_the_chief_writing_then_killed_on_both_resum
 def test_distilled_student_resumes_its_interrupted_teacher_then_trains_as_without_interruption(tmp_path):
     runs = tmp_path / "runs"
     teacher = write_spec(tmp_path, digits_spec(runs, name="teacher", deterministic=True, callbacks={"tensorboard": None},
-                                               train={"epochs": 20, "optimizer": "adam",
+                                               train={"epochs": 8, "optimizer": "adam",
                                                       "lr": {"schedule": "constant", "base": 0.003}}),
                          "teacher.yaml")
     student = write_spec(tmp_path, digits_spec(runs, name="student", deterministic=True,
