@@ -117,8 +117,9 @@ def _read_litert(path, x):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
-    inputs = ...
-    out = interpreter.get_output_details()[0]
+    # the file's inputs come in the Keras model's order (a conditional generator: noise, then label), as ONNX's do;
+    # every export is checked against Keras's outputs, so a file that took them otherwise would fail its check
+    inputs, out = interpreter.get_input_details(), interpreter.get_output_details()[0]
     for inp, v in zip(inputs, _listed(x)):
         interpreter.resize_tensor_input(inp["index"], list(v.shape))  # the file's batch dimension is 1 until resized
     interpreter.allocate_tensors()
