@@ -108,6 +108,37 @@ def test_image_folder_size_and_color_mode(tmp_path):
     assert np.allclose(x[..., 0], x[..., 2])  # gray digits read as rgb: equal channels
 
 
+def numpy_spec(path, **data) -> dict:
+    return {"name": "digits-npz", "seed": 2, "data": {"source": "numpy", "path": str(path), **data},
+            "model": {"arch": "mlp", "units": [8]}}
+
+
+def test_numpy_images_state_their_value_range_and_brightness_stays_inside_it(tmp_path):
+    import tensorflow as tf
+
+    from runner.data.augment import augment_fn
+
+    images = datasets.load_digits().images[..., None]
+    np.savez(tmp_path / "unit.npz", x=(images / 16).astype("float32"), y=datasets.load_digits().target)
+    np.savez(tmp_path / "bytes.npz", x=(images * 15).astype("uint8"), y=datasets.load_digits().target)
+    np.savez(tmp_path / "table.npz", x=datasets.load_digits().data, y=datasets.load_digits().target)
+    assert build(tmp_path, numpy_spec(tmp_path / "unit.npz")).info.value_range == (0.0, 1.0)  # the array's extremes
+    assert build(tmp_path, numpy_spec(tmp_path / "bytes.npz")).info.value_range == (0.0, 255.0)
+    assert build(tmp_path, numpy_spec(tmp_path / "unit.npz", value_range=[-1, 2])).info.value_range == (-1.0, 2.0)
+    assert build(tmp_path, numpy_spec(tmp_path / "table.npz")).info.value_range is None  # not images
+
+    # brightness shifts by up to factor * (high - low) and clips to the range: [0, 1] images stay [0, 1] images
+    cfg, _ = load_config(str(write_spec(tmp_path, numpy_spec(tmp_path / "unit.npz",
+                                                             augment=[{"random_brightness": {"factor": 0.5}}]))), [])
+    data = build(tmp_path, numpy_spec(tmp_path / "unit.npz"))
+    x, y = next(iter(data.splits["train"].batch(256)))
+    fn = augment_fn(cfg.data, data.info)
+    shifted = tf.data.Dataset.from_tensors((x, y)).map(lambda a, b: fn(a, b, tf.constant([3, 0], tf.int64)))
+    out = next(iter(shifted))[0].numpy()
+    assert out.min() >= 0.0 and out.max() <= 1.0 and not np.array_equal(out, x.numpy())
+    assert np.abs(out - x.numpy()).max() <= 0.5 + 1e-6
+
+
 def write_iris_csv(path, with_category=True):
     bunch = datasets.load_iris()
     header = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]

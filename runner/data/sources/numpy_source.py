@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
 from runner.kernel.errors import DataError
+
+
+def _low_high(value: list[float]) -> list[float]:
+    if value[0] >= value[1]:
+        raise PydanticCustomError("low_high", "{message}",
+                                  {"message": f"must be [low, high] with low < high; received {value!r}"})
+    return value
 
 
 class NumpyData(DataCommon):
@@ -18,6 +26,10 @@ class NumpyData(DataCommon):
     x_key: str = Field("x", description="array of inputs")
     y_key: str = Field("y", description="array of labels or targets")
     class_names: Optional[list[str]] = Field(None, description="names of classes 0..N-1")
+    value_range: Optional[Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_low_high)]] = Field(
+        None, description="[low, high] of the input values, which the pixel-range augmentations (brightness, contrast, "
+                    "...) and a GAN's outputs use; default for images: [0, 255] for 8-bit arrays, otherwise the "
+                    "array's own minimum and maximum")
 
 
 def _npy_header(archive, name: str) -> dict | None:
@@ -104,8 +116,21 @@ def load_numpy(cfg: NumpyData, seed: int) -> Pool:
     task = cfg.task
     if task == "auto":
         task = infer_task(x.shape, y.shape, np.issubdtype(y.dtype, np.integer))
+    value_range = _value_range(cfg, x)
     if task == "regression":
-        return Pool(x.astype("float32"), y.astype("float32"), task)
+        return Pool(x.astype("float32"), y.astype("float32"), task, value_range=value_range)
     y = y.astype("int64")
     names = cfg.class_names or [str(i) for i in range(int(y.max()) + 1)]
-    return Pool(x.astype("float32"), y, task, names)
+    return Pool(x.astype("float32"), y, task, names, value_range)
+
+
+def _value_range(cfg: NumpyData, x) -> tuple | None:
+    """The spec's [low, high]; for images (as loaded: examples, height, width, channels) without one, 0..255 for
+    8-bit arrays, else the array's own extremes (an array of [0, 1] images: about 0 and 1)."""
+    import numpy as np
+
+    if cfg.value_range:
+        return tuple(cfg.value_range)
+    if x.ndim != 4 or not len(x):
+        return None
+    return (0.0, 255.0) if x.dtype == np.uint8 else (float(x.min()), float(x.max()))
