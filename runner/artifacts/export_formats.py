@@ -54,7 +54,8 @@ def _write_saved_model(source, model, path, quantize, calibration):
 
 def _write_onnx(source, model, path, quantize, calibration):
     _constant_normalization(model)
-    model(as_model_input(_first(calibration)))  # tf2onnx traces a built call graph: the model must have been called once
+    # tf2onnx traces a built call graph: the model must have been called once
+    model(as_model_input(_first(calibration)))
     rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="onnx", verbose=False))
     if quantize == "int8":  # onnxruntime's dynamic int8 (int8 weights, activations per call)
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -133,7 +133,8 @@ def test_two_workers_train_with_only_the_chief_writing_then_killed_on_both_resum
     assert f"run directory: {reference}" in outs[0][0] and not (tmp_path / "runs").exists()
     assert f"run directory: {worker_tmp}/dlrun-worker-" in outs[1][0] and not list(worker_tmp.glob("dlrun-worker-*"))
     env = json.loads((reference / "env.json").read_text())
-    assert (env["strategy"], env["replicas"]) == ("CollectiveAllReduceStrategy", 2)  # MultiWorkerMirroredStrategy's class
+    # CollectiveAllReduceStrategy: MultiWorkerMirroredStrategy's class
+    assert (env["strategy"], env["replicas"]) == ("CollectiveAllReduceStrategy", 2)
     metrics = json.loads((reference / "metrics.json").read_text())
     assert metrics["epochs_run"] == 4 and metrics["test"]["accuracy"] >= 0.88
     tables = [out[out.index("split "):].splitlines()[:-1] for out, _ in outs]

@@ -19,6 +19,9 @@ def _low_high(value: list[float]) -> list[float]:
     return value
 
 
+ValueRange = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_low_high)]
+
+
 class NumpyData(DataCommon):
     POOL: ClassVar[bool] = True
     source: Literal["numpy"]
@@ -26,7 +29,7 @@ class NumpyData(DataCommon):
     x_key: str = Field("x", description="array of inputs")
     y_key: str = Field("y", description="array of labels or targets")
     class_names: Optional[list[str]] = Field(None, description="names of classes 0..N-1")
-    value_range: Optional[Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_low_high)]] = Field(
+    value_range: Optional[ValueRange] = Field(
         None, description="[low, high] of the input values, which the pixel-range augmentations (brightness, contrast, "
                     "...) and a GAN's outputs use; default for images: [0, 255] for 8-bit arrays, otherwise the "
                     "array's own minimum and maximum")
