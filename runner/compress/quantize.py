@@ -11,8 +11,10 @@ def quantize_saved(quantize, model_file, out_file, test_ds, train_ds, steps_per_
     import keras
 
     from runner.kernel import run_dir as rd
+    from runner.training.compile_options import carry_optimizer_state
 
     model = keras.saving.load_model(model_file)
+    float_optimizer = model.optimizer
     before = _evaluate(model, test_ds)
     with warnings.catch_warnings():  # one warning per layer Keras does not quantize (Conv2D, Flatten, ...)
         warnings.filterwarnings("ignore", message="Layer .* does not have a `quantize` method")
@@ -30,6 +32,9 @@ def quantize_saved(quantize, model_file, out_file, test_ds, train_ds, steps_per_
                   shuffle=False)
         record.update(finetune_epochs=quantize.finetune_epochs, post_training_test=record["test"],
                       test=_evaluate(model, test_ds))
+    else:  # int8 kernels are no longer trainable: an optimizer for the variables that still are
+        model.compile_from_config(model.get_compile_config())
+        carry_optimizer_state(float_optimizer, model)
     rd.atomic_save(out_file, model.save)
     return record
 

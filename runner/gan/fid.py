@@ -45,7 +45,7 @@ class Features:
             return
         classifier = keras.saving.load_model(source, compile=False)
         self.classifier = classifier
-        self.features = keras.Model(classifier.inputs, classifier.layers[-2].output, name="fid_features")
+        self.features = keras.Model(classifier.input, classifier.layers[-2].output, name="fid_features")
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         if self.classifier is None:

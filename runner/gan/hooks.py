@@ -63,7 +63,7 @@ def _initial_generator(cfg, info, value_range):
     generator = build_generator(cfg.model, tuple(info.input_shape), info.num_classes)
     low, high = value_range
     image = keras.layers.Rescaling((high - low) / 2.0, offset=(high + low) / 2.0)(generator.outputs[0])
-    return keras.Model(generator.inputs, image)
+    return keras.Model(generator.input, image)
 
 
 def evaluate(cfg, model, info, real, features_file: str) -> dict:

@@ -31,7 +31,8 @@ def build_generator(cfg_model, image_shape: tuple, num_classes: int | None):
                           f"image shape {list(image_shape)}); received output shape {list(x.shape[1:])}; end the "
                           f"layers with Dense: {{units: {size}}} or a convolution to {image_shape[-1]} channels")
     image = L.Activation("tanh", dtype="float32")(L.Reshape(image_shape)(x))
-    return keras.Model(inputs, image, name="generator")
+    # one input is the tensor itself, not a list of one: a call with the bare noise matches the structure
+    return keras.Model(inputs if len(inputs) > 1 else noise, image, name="generator")
 
 
 def build_discriminator(cfg_model, image_shape: tuple, num_classes: int | None):
@@ -50,7 +51,8 @@ def build_discriminator(cfg_model, image_shape: tuple, num_classes: int | None):
     if _elements(x) != 1:
         raise ConfigError(f"model.discriminator: must give one score per example; received output shape "
                           f"{list(x.shape[1:])}; end the layers with Dense: {{units: 1}}")
-    return keras.Model(inputs, L.Reshape((1,), dtype="float32")(x), name="discriminator")
+    score = L.Reshape((1,), dtype="float32")(x)
+    return keras.Model(inputs if len(inputs) > 1 else image, score, name="discriminator")
 
 
 def d_loss_fn(name: str, real, fake):
@@ -214,7 +216,7 @@ def gan_class():
                 clone = keras.models.clone_model(self.generator)
                 image = keras.layers.Rescaling((high - low) / 2.0, offset=(high + low) / 2.0, name="to_raw_range",
                                                dtype="float32")(clone.outputs[0])
-                sampler = keras.Model(clone.inputs, image, name="generator")
+                sampler = keras.Model(clone.input, image, name="generator")
                 object.__setattr__(self, "_sampler", sampler)  # not tracked: no variables of the GAN's own
             for target, e in zip(sampler.weights, self.ema_weights):
                 target.assign(keras.ops.convert_to_numpy(e))

@@ -30,7 +30,7 @@ def build_for_summary(cfg):
         generator = build_generator(cfg.model, tuple(info.input_shape), info.num_classes)
         discriminator = build_discriminator(cfg.model, tuple(info.input_shape), info.num_classes)
         inputs = [*generator.inputs, *discriminator.inputs]
-        return keras.Model(inputs, [generator(generator.inputs), discriminator(discriminator.inputs)],
+        return keras.Model(inputs, [generator(generator.input), discriminator(discriminator.input)],
                            name="gan"), info
     model = build_model(cfg.model, info, build_preprocess(cfg.data.preprocess, info, train_x), mode)
     return model, info

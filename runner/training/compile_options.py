@@ -112,10 +112,38 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
     builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
     # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16
-    trained = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    previous = model.optimizer
+    trained = getattr(previous, "inner_optimizer", previous)
     lr = float(keras.ops.convert_to_numpy(trained.learning_rate))
     optimizer = type(trained).from_config({**trained.get_config(), "learning_rate": lr})
     model.compile(optimizer=optimizer, loss=loss, metrics=builtin)
+    carry_optimizer_state(previous, model)
 
 
-__all__ = ["Speed", "clip_after_all_reduce", "compile_model", "label_mode", "portable_compile", "resolve_speed"]
+def carry_optimizer_state(trained, model) -> None:
+    """The re-compiled `model`'s optimizer built on its trainable variables, with the values of `trained`'s
+    variables of the same name (step count, moments): a saved model then holds the state its run ended with, and
+    loading it does not warn "Skipping variable loading for optimizer" as it does for an optimizer saved unbuilt
+    or built on other variables."""
+    fresh = model.optimizer
+    fresh.build(model.trainable_variables)
+    pairs = [(trained, fresh)]
+    if hasattr(trained, "inner_optimizer") and hasattr(fresh, "inner_optimizer"):  # LossScaleOptimizer
+        pairs.append((trained.inner_optimizer, fresh.inner_optimizer))
+    for old, new in pairs:
+        state = _own_variables(old)
+        for name, variable in _own_variables(new).items():
+            # a schedule's learning rate is no variable: the fresh constant keeps its value
+            if name in state and tuple(state[name].shape) == tuple(variable.shape):
+                variable.assign(state[name])
+
+
+def _own_variables(optimizer) -> dict:
+    """name -> variable, without those of a wrapped inner optimizer (its names repeat the outer's)."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    skip = {id(v) for v in inner.variables} if inner is not None else set()
+    return {v.name: v for v in optimizer.variables if id(v) not in skip}
+
+
+__all__ = ["Speed", "carry_optimizer_state", "clip_after_all_reduce", "compile_model", "label_mode", "portable_compile",
+           "resolve_speed"]

@@ -69,10 +69,14 @@ def test_digits_tensorboard_tags(digits_run):
 def test_model_keras_reloads_in_a_fresh_process_with_the_same_test_accuracy(digits_run):
     run, _ = digits_run
     code = f"""
-import sys, json
+import sys, json, warnings
 import keras
-model = keras.saving.load_model({str(run / 'model.keras')!r})
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # e.g. Keras's "Skipping variable loading for optimizer"
+    model = keras.saving.load_model({str(run / 'model.keras')!r})
 assert 'runner' not in sys.modules  # the saved model needs no dlrun code
+# the optimizer's state as the run ended: its step count
+assert int(model.optimizer.iterations.numpy()) == {json.loads((run / 'status.json').read_text())['step']}
 from runner.spec import load_config
 from runner.data.build import build_data
 cfg, _ = load_config({str(run / 'config.yaml')!r})
