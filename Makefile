@@ -14,10 +14,11 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/dlrun $(SPEC)
 
-# Two workers, one test file each at a time (module fixtures train once), the files with the most slow tests first
-# (tests/conftest.py); 3 workers are slower, the multi-process tests contend. Bytecode is cached, as users have it:
-# the suite starts dlrun in many fresh processes, and each would compile the package again.
-PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+# Two workers, one test file each at a time (module fixtures train once); 3 workers are slower, the multi-process
+# tests contend, and so is starting the longest files first (10 min against 9.6 in adjacent runs: they run side by
+# side). Bytecode is cached, as users have it: the suite starts dlrun in many fresh processes, and each would
+# compile the package again.
+PYTEST_FLAGS ?= -n 2 --dist loadfile
 
 test: $(BIN)/.installed
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q $(PYTEST_FLAGS)

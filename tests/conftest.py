@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 
 from helpers import run_cli
@@ -21,10 +19,3 @@ def messages():
 
     configure_messages()
 
-
-def pytest_collection_modifyitems(items):
-    """Files with the most slow tests first (a stable sort: each file keeps its order). With `--dist loadfile
-    --no-loadscope-reorder` (the Makefile's flags) the long multi-process files start early and short ones fill the
-    end, instead of one worker finishing a long file alone."""
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])
