@@ -111,11 +111,14 @@ def portable_compile(model, cfg_train, mode: str, from_logits: bool, metric_name
         loss = None  # dlrun's own losses (dice) need dlrun to deserialize; the weights need no loss
     builtin = [m for m in (build_metric(n, mode, from_logits, info.num_classes) for n in metric_names)
                if type(m).__module__.startswith("keras")]
-    # compile wraps the plain optimizer in a LossScaleOptimizer again under mixed_float16
     previous = model.optimizer
     trained = getattr(previous, "inner_optimizer", previous)
     lr = float(keras.ops.convert_to_numpy(trained.learning_rate))
     optimizer = type(trained).from_config({**trained.get_config(), "learning_rate": lr})
+    if trained is not previous:
+        # mixed_float16: wrapped here, not by compile, so that the compile config (what a load rebuilds) names the
+        # LossScaleOptimizer whose variables the file holds
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, loss=loss, metrics=builtin)
     carry_optimizer_state(previous, model)
 

@@ -1,9 +1,10 @@
 """Mixed precision on CPU: a few steps in bfloat16 and in float16 (with loss scaling) train with finite losses
-and float32 variables."""
+and float32 variables; model.keras loads back with the optimizer it trained with."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 
@@ -52,3 +53,8 @@ def test_mixed_precision_trains_with_finite_losses_and_float32_variables(tmp_pat
     assert seen["variables"] == {"float32"}
     assert math.isfinite(result.metrics["test"]["loss"]) and result.metrics["test"]["accuracy"] > 0.5
     assert result.run_dir.read_json(rd.ENV)["speed"]["precision"] == precision
+    keras.mixed_precision.set_global_policy("float32")  # as a user's fresh process loads it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer"
+        loaded = keras.saving.load_model(result.run_dir.file(rd.MODEL))
+    assert type(loaded.optimizer).__name__ == optimizer and int(loaded.optimizer.iterations.numpy()) == 20
