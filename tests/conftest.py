@@ -18,4 +18,3 @@ def messages():
     from runner.cli.output import configure_messages
 
     configure_messages()
-

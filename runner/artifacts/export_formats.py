@@ -120,12 +120,13 @@ def _read_litert(path, x):
     interpreter = Interpreter(model_path=str(path))
     # the file's inputs come in the Keras model's order (a conditional generator: noise, then label), as ONNX's do;
     # every export is checked against Keras's outputs, so a file that took them otherwise would fail its check
-    inputs, out = interpreter.get_input_details(), interpreter.get_output_details()[0]
-    for inp, v in zip(inputs, _listed(x)):
+    fed = list(zip(interpreter.get_input_details(), _listed(x)))
+    for inp, v in fed:
         interpreter.resize_tensor_input(inp["index"], list(v.shape))  # the file's batch dimension is 1 until resized
     interpreter.allocate_tensors()
-    for inp, v in zip(inputs, _listed(x)):
+    for inp, v in fed:
         interpreter.set_tensor(inp["index"], v.astype(inp["dtype"]))
+    out = interpreter.get_output_details()[0]
     interpreter.invoke()
     return interpreter.get_tensor(out["index"]).copy()
 

@@ -18,7 +18,7 @@ def export_generator(model, source: Path, formats, out: Path, seed: int, num_cla
     for a conditional generator); recorded in export.json."""
     from importlib import metadata
 
-    from runner.gan.samples import generate, grid_labels, noise
+    from runner.gan.samples import generate, generator_inputs, grid_labels, noise
 
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / rd.EXPORT_MANIFEST
@@ -26,7 +26,7 @@ def export_generator(model, source: Path, formats, out: Path, seed: int, num_cla
     results = []
     z = noise(CHECK_EXAMPLES, int(model.inputs[0].shape[-1]), seed)
     labels = grid_labels(CHECK_EXAMPLES, 1, num_classes) if len(model.inputs) > 1 else None
-    inputs = [z, labels] if labels is not None else z
+    inputs = generator_inputs(z, labels)
     expected = generate(model, z, labels).astype("float64")
     for fmt in formats:
         path = out / artifact_name(fmt)

@@ -20,9 +20,13 @@ def grid_labels(n: int, columns: int, num_classes: int, label: int | None = None
     return (np.arange(n) // columns % num_classes).astype("int32")[:, None]
 
 
+def generator_inputs(z: np.ndarray, labels: np.ndarray | None):
+    """What the generator takes: the noise, and the classes beside it for a conditional one."""
+    return [z, labels] if labels is not None else z
+
+
 def generate(generator, z: np.ndarray, labels: np.ndarray | None, batch_size: int = 256) -> np.ndarray:
-    inputs = [z, labels] if labels is not None else z
-    return np.asarray(generator.predict(inputs, batch_size=batch_size, verbose=0))
+    return np.asarray(generator.predict(generator_inputs(z, labels), batch_size=batch_size, verbose=0))
 
 
 def mosaic(images: np.ndarray, value_range, columns: int) -> np.ndarray:

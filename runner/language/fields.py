@@ -23,6 +23,13 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 UnitFloat = Annotated[float, Field(ge=0, le=1)]
 
 
+def low_high(values: list) -> list:
+    """A range written [low, high]: two values, low < high."""
+    if len(values) != 2 or not values[0] < values[1]:
+        raise ValueError(f"must be [low, high] with low < high; received {values}")
+    return values
+
+
 class Shorthand:
     """Annotated metadata: the JSON Schema also accepts these short forms (which a before-validator expands),
     so editors don't flag `optimizer: adam` or a bare step name."""

@@ -10,15 +10,14 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError, to_jsonable_python
 
-from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict
+from runner.language.fields import NonNegInt, PositiveFloat, PositiveInt, Strict, low_high
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 _RESERVED = ("name", "sweep")  # trial directories and the study are keyed by the name; a sweep can't sweep itself
 
 
 def _bounds(values: list, positive: bool = False) -> list:
-    if len(values) != 2 or not values[0] < values[1]:
-        raise ValueError(f"must be [low, high] with low < high; received {values}")
+    low_high(values)
     if positive and values[0] <= 0:
         raise ValueError(f"a log scale needs low > 0; received {values}")
     return values

@@ -5,21 +5,13 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
 
 from runner.data.sources.common_fields import DataCommon
 from runner.data.sources.registry import SOURCES, Pool
 from runner.kernel.errors import DataError
+from runner.language.fields import low_high
 
-
-def _low_high(value: list[float]) -> list[float]:
-    if value[0] >= value[1]:
-        raise PydanticCustomError("low_high", "{message}",
-                                  {"message": f"must be [low, high] with low < high; received {value!r}"})
-    return value
-
-
-ValueRange = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_low_high)]
+ValueRange = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(low_high)]
 
 
 class NumpyData(DataCommon):
