@@ -346,8 +346,10 @@ def main(argv=None) -> int:
         while flag in argv:
             argv.remove(flag)
     from runner.cli.quiet import quiet_libraries
+    from runner.cli.tensorflow_import import import_tensorflow_when_needed
 
     quiet_libraries(verbose)
+    import_tensorflow_when_needed(quiet=not verbose)
     configure_messages()
     # pydantic looks for plugins in every installed package's entry points when it builds the first model
     # (tens of ms of `dlrun validate`); dlrun's spec models want none

@@ -9,7 +9,6 @@ not one of those log lines is passed on, so a real error still shows.
 
 from __future__ import annotations
 
-import importlib.machinery
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ def native_noise(line: str) -> bool:
     return bool(_NATIVE_LOG.match(line)) or line.startswith(_NATIVE_NOTES)
 
 
-class _CaptureFd2:
+class NativeLogFilter:
     """fd 2 into a temp file for the duration; then its lines, less TensorFlow's native log, to stderr."""
 
     def __enter__(self):
@@ -52,33 +51,6 @@ class _CaptureFd2:
         return False
 
 
-class _QuietTensorFlowImport:
-    """A sys.meta_path finder: finds `tensorflow` as usual and runs its import and its first device listing inside _CaptureFd2.
-
-    A finder rather than an early `import tensorflow`: each verb still imports TensorFlow only when it needs
-    it (train checks its data first, in seconds).
-    """
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)  # once; and the lookup below must not find this finder again
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        loader_exec = spec.loader.exec_module
-
-        def exec_module(module):
-            with _CaptureFd2():
-                loader_exec(module)
-                # the first device listing initializes CUDA (cuInit's error on a CPU host); it does not
-                # initialize the logical devices, which configure_devices may still split
-                module.config.list_physical_devices("GPU")
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def quiet_libraries(verbose: bool) -> None:
     """Before anything imports TensorFlow: keep its native logs and library warnings off stderr, unless verbose."""
     if verbose or "tensorflow" in sys.modules:
@@ -87,8 +59,6 @@ def quiet_libraries(verbose: bool) -> None:
     # run's first epoch, which a user cannot act on; a crash still shows (FATAL) and --verbose shows all
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
     # library warnings (DeprecationWarning from a dependency, Keras's notes) are for their developers;
     # dlrun's own warnings are printed lines, not the warnings module
     warnings.simplefilter("ignore")
