@@ -66,7 +66,7 @@ def test_distillation_loss_is_hinton_kl_plus_hard_cross_entropy(tmp_path):
     weighted = d.compute_loss(x, y, keras.ops.convert_to_tensor(s), keras.ops.convert_to_tensor(w))
     assert float(keras.ops.convert_to_numpy(weighted)) == pytest.approx(_reference(s, t, y, 3.0, 0.25, w), rel=1e-5)
     # a teacher that ends in softmax teaches the same: its log-probabilities are logits up to a constant
-    probabilities = keras.Model(teacher.inputs, keras.layers.Softmax()(teacher.outputs[0]))
+    probabilities = keras.Model(teacher.inputs[0], keras.layers.Softmax()(teacher.outputs[0]))
     probabilities.save(tmp_path / "softmax_teacher.keras")
     d2 = _distiller(student, tmp_path / "softmax_teacher.keras")
     assert float(keras.ops.convert_to_numpy(d2.compute_loss(x, y, keras.ops.convert_to_tensor(s)))) == \
