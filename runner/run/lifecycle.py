@@ -208,8 +208,15 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     # process built before (a teacher, an earlier fold or trial)
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
+    # op determinism is process-wide: set for this run either way, so that an earlier deterministic run in this
+    # process (a teacher, a fold, a trial) does not carry over, slowing ops and turning XLA off. TensorFlow exports
+    # only the enabling half
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework.config import disable_op_determinism
+
+        disable_op_determinism()
     strategy = get_strategy(cfg.distribute)
     check_batch(strategy, cfg.data.batch_size)
     chief = is_chief(strategy)
@@ -242,7 +249,7 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         n_train = info.cardinality["train"]
         steps = steps_per_epoch(n_train, cfg.data.batch_size)
         speed = resolve_speed(cfg.train, steps, on_gpu=bool(tf.config.list_logical_devices("GPU")),
-                              replicas=strategy.num_replicas_in_sync)
+                              replicas=strategy.num_replicas_in_sync, deterministic=cfg.deterministic)
         keras.mixed_precision.set_global_policy(speed.precision)
 
         run_dir.write_text(rd.CONFIG, render(cfg))

@@ -177,6 +177,11 @@ def cross_checks(cfg):
             yield ("data", "preprocess", i, name), rule
     yield from compress_problems(cfg)
 
+    if train.jit_compile is True and cfg.deterministic:
+        yield ("train", "jit_compile"), ("Keras 3.15 compiles without XLA while TensorFlow's op determinism is on "
+                                         "(deterministic: true); received true; set train.jit_compile: auto or "
+                                         "false, or deterministic: false")
+
     replicas = cfg.distribute.cpu_replicas if cfg.distribute.strategy == "mirrored" else None
     if replicas is None and cfg.distribute.devices and cfg.distribute.strategy == "mirrored":
         replicas = len(cfg.distribute.devices)

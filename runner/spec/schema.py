@@ -55,7 +55,9 @@ class Train(Strict):
             f"{' and '.join(default_metrics(t))} ({t})" for t in TASKS.where(data_task=True)))
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto", description="auto: mixed precision on GPUs that gain from it, float32 on CPU")
-    jit_compile: Union[Literal["auto"], bool] = Field("auto", description="XLA; auto: on for GPU, off on CPU")
+    jit_compile: Union[Literal["auto"], bool] = Field(
+        "auto",
+        description="XLA; auto: on for GPU, off on CPU and with deterministic: true (Keras then compiles without it)")
     steps_per_execution: Union[Literal["auto"], PositiveInt] = Field(
         "auto", description="steps per tf.function call; auto amortizes per-step overhead")
     class_weight: Union[Literal["balanced"], dict[str, PositiveFloat], None] = Field(

@@ -22,7 +22,8 @@ class Speed:
     steps_per_execution: int
 
 
-def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int = 1) -> Speed:
+def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int = 1,
+                  deterministic: bool = False) -> Speed:
     """`auto` settings from measurement (docs/performance.md); explicit values are kept."""
     precision = cfg_train.precision
     if precision == "auto":
@@ -30,8 +31,9 @@ def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int =
     jit = cfg_train.jit_compile
     if jit == "auto":
         # an explicit bool, because Keras's own "auto" turns XLA off under any strategy; XLA halved the
-        # digits CNN's throughput on CPU (docs/performance.md), and it pays off on GPUs
-        jit = on_gpu
+        # digits CNN's throughput on CPU (docs/performance.md), and it pays off on GPUs. Keras compiles without
+        # XLA while op determinism is on (trainer.model_supports_jit), so env.json says so too
+        jit = on_gpu and not deterministic
     spe = cfg_train.steps_per_execution
     if spe != "auto" and steps_per_epoch % spe:
         # Keras runs whole executions, so an epoch would consume ceil(steps/spe)*spe batches and eat into

@@ -24,20 +24,41 @@ def test_the_strategy_runs_on_the_devices_named(distribute, strategy):
     assert (type(made).__name__, made.num_replicas_in_sync, made.extended.worker_devices) == (strategy, 1, (CPU0,))
 
 
-def test_one_device_with_jit_compile_trains_with_xla(tmp_path):
+def test_one_device_with_jit_compile_trains_with_xla_after_a_deterministic_run(tmp_path):
+    import tensorflow as tf
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
     from runner.kernel import run_dir as rd
-    from runner.run.experiment import run_experiment
+    from runner.run.lifecycle import finish, fit, prepare
     from runner.spec import load_config
 
+    # what a deterministic run earlier in this process (a teacher, a fold, a trial) leaves behind: Keras would
+    # compile the next model without XLA, and env.json would still say jit_compile
+    tf.config.experimental.enable_op_determinism()
     spec = digits_spec(tmp_path / "runs", distribute={"strategy": "one_device", "devices": ["/cpu:0"]},
                        train={"epochs": 3, "optimizer": "adam", "lr": 0.003, "jit_compile": True},
                        callbacks={"tensorboard": None})
     cfg, _ = load_config(write_spec(tmp_path, spec))
-    result = run_experiment(cfg, rd.RunDir.at(str(tmp_path / "run")))
+    exp = prepare(cfg, rd.RunDir.at(str(tmp_path / "run")))
+    with exp.stack:
+        assert exp.model.jit_compile is True and not is_op_determinism_enabled()
+        fit(exp)
+        result = finish(exp)
     env = json.loads((tmp_path / "run" / "env.json").read_text())
     assert (env["strategy"], env["replicas"]) == ("OneDeviceStrategy", 1)
     assert env["speed"] == {"precision": "float32", "jit_compile": True, "steps_per_execution": 20}
     assert result.metrics["test"]["accuracy"] >= 0.88  # test_distribute's floor for 3 epochs of this spec
+
+
+def test_auto_xla_is_on_for_gpus_but_not_under_op_determinism():
+    from runner.spec.schema import Train
+    from runner.training.compile_options import resolve_speed
+
+    train = Train.model_validate({"epochs": 3, "precision": "float32"})  # jit_compile: auto
+    assert resolve_speed(train, 20, on_gpu=True).jit_compile is True
+    # Keras would compile without XLA anyway; env.json says what runs
+    assert resolve_speed(train, 20, on_gpu=True, deterministic=True).jit_compile is False
+    assert resolve_speed(train, 20, on_gpu=False).jit_compile is False
 
 
 def test_tpu_on_a_host_without_one_exits_5_before_the_run_directory(tmp_path):
