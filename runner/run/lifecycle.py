@@ -198,7 +198,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     from runner.run.resume import Start, check_config, latest_backup
     from runner.run.signals import Preemption
     from runner.tasks.registry import TASKS, check_fit, default_metrics
-    from runner.training.compile_options import compile_model, label_mode, resolve_speed
+    from runner.training.compile_options import (compile_model, compiled_speed, label_mode, layers_without_xla,
+                                                 resolve_speed)
 
     if cfg.train.nan_policy == "rollback" and cfg.callbacks.backup is None:
         raise ConfigError("train.nan_policy: 'rollback' restores the last backup, and callbacks.backup is null; "
@@ -253,7 +254,6 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         keras.mixed_precision.set_global_policy(speed.precision)
 
         run_dir.write_text(rd.CONFIG, render(cfg))
-        run_dir.write_json(rd.ENV, {**environment(spec_path, strategy, speed), "data": info.to_json()})
 
         with strategy.scope():
             if task is not None:  # the task builds and compiles its own model
@@ -269,6 +269,12 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
                 check_fit(model, cfg.train, info)
                 metric_names = compile_model(model, cfg.train, info, mode, from_logits, steps, speed,
                                              cfg.train.metrics or default_metrics(info.task))
+        speed = compiled_speed(speed, model)  # env.json records what Keras compiled, not what was asked
+        if cfg.train.jit_compile is True and not speed.jit_compile:
+            log.warning(f"dlrun: warning: train.jit_compile: true, but Keras {keras.__version__} compiles this model "
+                        f"without XLA: {', '.join(layers_without_xla(model)) or 'this host'} does not support it; "
+                        f"training goes on without XLA")
+        run_dir.write_json(rd.ENV, {**environment(spec_path, strategy, speed), "data": info.to_json()})
 
         augment = augment_fn(cfg.data, info)
 

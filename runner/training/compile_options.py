@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from runner.distribute import multi_worker_fix as multi_worker
@@ -52,6 +53,28 @@ def resolve_speed(cfg_train, steps_per_epoch: int, on_gpu: bool, replicas: int =
     return Speed(precision, bool(jit), int(spe))
 
 
+def jit_compile_for(model, speed: Speed) -> bool:
+    """XLA as resolved, unless a layer lacks XLA support (TextVectorization, StringLookup, an LSTM or GRU on cuDNN):
+    Keras would drop it then, saying so only through the warnings module, which runs silence."""
+    return speed.jit_compile and not layers_without_xla(model)
+
+
+def compiled_speed(speed: Speed, model) -> Speed:
+    """The speed Keras compiled with, for env.json."""
+    return dataclasses.replace(speed, jit_compile=bool(model.jit_compile))
+
+
+def layers_without_xla(model) -> list[str]:
+    """`name (Class)` of each layer, nested models included, that Keras compiles without XLA for."""
+    found, todo = [], [model]
+    while todo:
+        layer = todo.pop(0)
+        if not getattr(layer, "supports_jit", True):
+            found.append(f"{layer.name} ({type(layer).__name__})")
+        todo += getattr(layer, "layers", [])
+    return found
+
+
 def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
@@ -96,7 +119,7 @@ def compile_model(model, cfg_train, info, mode: str, from_logits: bool, steps_pe
     optimizer = build_optimizer(cfg_train.optimizer, schedule)
     loss = build_loss(cfg_train.loss, info.task, mode, from_logits)
     metrics = [build_metric(n, mode, from_logits, info.num_classes) for n in names]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=speed.jit_compile,
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile_for(model, speed),
                   steps_per_execution=speed.steps_per_execution)
     if model.distribute_strategy.num_replicas_in_sync > 1:
         clip_after_all_reduce(model.optimizer)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import digits_spec, run_cli, run_inline, write_spec
+from helpers import digits_spec, run_cli, run_inline, write_spec, write_text_folder
 
 CPU0 = "/job:localhost/replica:0/task:0/device:CPU:0"
 
@@ -48,6 +48,25 @@ def test_one_device_with_jit_compile_trains_with_xla_after_a_deterministic_run(t
     assert (env["strategy"], env["replicas"]) == ("OneDeviceStrategy", 1)
     assert env["speed"] == {"precision": "float32", "jit_compile": True, "steps_per_execution": 20}
     assert result.metrics["test"]["accuracy"] >= 0.88  # test_distribute's floor for 3 epochs of this spec
+
+
+def test_a_model_keras_compiles_without_xla_says_so_and_env_json_records_it(tmp_path):
+    """TextVectorization has no XLA kernel: Keras drops jit_compile: true with a warning runs silence."""
+    spec = {"name": "reviews", "seed": 1, "output": {"dir": str(tmp_path / "runs")},
+            "callbacks": {"tensorboard": None, "checkpoint": None, "backup": None},
+            "data": {"source": "text_folder", "path": str(write_text_folder(tmp_path / "reviews")), "batch_size": 16,
+                     "preprocess": [{"text_vectorize": {"max_tokens": 50, "sequence_length": 8}}]},
+            "model": {"layers": [{"Embedding": {"input_dim": 50, "output_dim": 8}}, {"GlobalAveragePooling1D": {}},
+                                 {"Dense": {"units": 2}}]},
+            "train": {"epochs": 2, "lr": 0.02, "jit_compile": True}}
+    proc = run_inline("train", write_spec(tmp_path, spec), "--run-dir", tmp_path / "run", check_code=0)
+    assert proc.stderr.splitlines()[0].startswith(
+        "dlrun: warning: train.jit_compile: true, but Keras 3.")
+    assert proc.stderr.splitlines()[0].endswith(
+        " compiles this model without XLA: text_vectorize (TextVectorization) does not support it; training "
+        "goes on without XLA")
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["speed"]["jit_compile"] is False
 
 
 def test_auto_xla_is_on_for_gpus_but_not_under_op_determinism():
