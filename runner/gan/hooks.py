@@ -8,7 +8,7 @@ def build(cfg, info, steps_per_epoch: int, speed):
     """The GAN model compiled with its two optimizers; call inside strategy.scope()."""
     from runner.distribute import multi_worker_fix as multi_worker
     from runner.gan.model import build_gan
-    from runner.training.compile_options import clip_after_all_reduce, jit_compile_for
+    from runner.training.compile_options import fix_gradient_reduction, jit_compile_for
     from runner.training.optimizers import build_optimizer
     from runner.training.schedules import build_schedule
 
@@ -19,9 +19,8 @@ def build(cfg, info, steps_per_epoch: int, speed):
     d_opt = build_optimizer(d.optimizer, build_schedule(d.lr, steps_per_epoch, cfg.train.epochs))
     model.compile(g_opt, d_opt, jit_compile=jit_compile_for(model, speed),
                   steps_per_execution=speed.steps_per_execution)
-    if model.distribute_strategy.num_replicas_in_sync > 1:
-        for optimizer in (g_opt, d_opt):
-            clip_after_all_reduce(optimizer)
+    for optimizer in (g_opt, d_opt):
+        fix_gradient_reduction(optimizer, model.distribute_strategy.num_replicas_in_sync)
     multi_worker.install(model)
     return model
 

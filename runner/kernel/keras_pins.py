@@ -26,6 +26,12 @@ FIXES = {
         "keras.src.backend.tensorflow.optimizer.TFOptimizer._backend_update_step": "00bd759c099a6b72",
     }, "remove clipnorm/global_clipnorm/clipvalue from train.optimizer, train on one replica, or install keras=="
        + PINNED_KERAS),
+    # skipped, not refused, on another Keras: without it a process only keeps each run's train-step graph
+    "one_replica_gradients": ({
+        "keras.src.backend.tensorflow.optimizer.TFOptimizer._all_reduce_sum_gradients": "953512efa56c9680",
+        "keras.src.backend.tensorflow.optimizer.TFOptimizer._backend_update_step": "00bd759c099a6b72",
+    }, "nothing: the fix is skipped, and each run in a process (a sweep trial, a k-fold fold) keeps its train "
+       "step's graph"),
     "stateless_augment": ({
         "keras.src.layers.preprocessing.data_layer.DataLayer._get_seed_generator": "3046a3c0c8ed49d1",
     }, "set data.augment: [], or install keras==" + PINNED_KERAS),
@@ -53,13 +59,24 @@ def source_hash(qualified: str) -> str:
         return "missing"
 
 
+def _changed(fix: str) -> list[str]:
+    return [name for name, digest in FIXES[fix][0].items() if source_hash(name) != digest]
+
+
+@functools.cache
+def pinned(fix: str) -> bool:
+    """Whether every Keras function `fix` relies on is exactly the pinned source (for fixes that are skipped
+    otherwise)."""
+    return not _changed(fix)
+
+
 @functools.cache
 def require(fix: str) -> None:
     """EnvironmentProblem (exit 5) unless every Keras function `fix` relies on is exactly the pinned source."""
     import keras
 
-    pins, instead = FIXES[fix]
-    changed = [name for name, digest in pins.items() if source_hash(name) != digest]
+    instead = FIXES[fix][1]
+    changed = _changed(fix)
     if changed:
         raise EnvironmentProblem(
             f"Keras {keras.version()} is installed; dlrun's {fix} fix was written for Keras {PINNED_KERAS} and "
