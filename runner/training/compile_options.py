@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
@@ -61,7 +60,7 @@ def jit_compile_for(model, speed: Speed) -> bool:
 
 def compiled_speed(speed: Speed, model) -> Speed:
     """The speed Keras compiled with, for env.json."""
-    return dataclasses.replace(speed, jit_compile=bool(model.jit_compile))
+    return replace(speed, jit_compile=bool(model.jit_compile))
 
 
 def layers_without_xla(model) -> list[str]:
