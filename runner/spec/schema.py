@@ -132,6 +132,11 @@ class Distribute(Strict):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise PydanticCustomError("host_port", "must be host:port, like 10.0.0.2:12345; received {value}",
                                           {"value": repr(address), "subpath": i})
+            if address in workers[:i]:
+                # two workers on one address would reach themselves and wait for the other for ever
+                raise PydanticCustomError("host_port", "worker {first} has this address already; every worker "
+                                          "needs its own host:port; received {value}",
+                                          {"value": repr(address), "first": workers.index(address), "subpath": i})
         return workers
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import ROOT, digits_spec, free_port, run_cli, write_spec
+from helpers import ROOT, digits_spec, free_ports, run_cli, write_spec
 from runner.distribute.strategy import check_batch, wait_for_peers
 from runner.kernel.errors import ConfigError, EnvironmentProblem
 
@@ -58,7 +58,7 @@ def test_runtime_batch_check_names_the_strategy_and_a_fix():
 
 
 def test_unreachable_worker_exits_5_naming_it(tmp_path):
-    me, absent = free_port(), free_port()
+    me, absent = free_ports(2)
     spec = digits_spec(tmp_path / "runs", distribute={
         "strategy": "multi_worker", "workers": [f"127.0.0.1:{me}", f"127.0.0.1:{absent}"], "task_index": 0,
         "connect_timeout": 2.0})
@@ -71,7 +71,7 @@ def test_unreachable_worker_exits_5_naming_it(tmp_path):
 
 
 def test_handshake_returns_once_every_worker_reached_every_other():
-    spec = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(3)]}
+    spec = {"worker": [f"127.0.0.1:{port}" for port in free_ports(3)]}
     errors = []
 
     def worker(i):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, digits_spec, free_port, run_cli, run_inline, wait_all, write_spec
+from helpers import ROOT, digits_spec, free_ports, run_cli, run_inline, wait_all, write_spec
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -119,7 +119,7 @@ def _workers(*args, env=None) -> list:
 
 
 def test_two_workers_train_with_only_the_chief_writing_then_killed_on_both_resume_bitwise_equal(tmp_path):
-    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     spec = write_spec(tmp_path, digits_spec(
         tmp_path / "runs", deterministic=True, callbacks={"tensorboard": None},
         train={"epochs": 4, "optimizer": "adam", "lr": {"schedule": "constant", "base": 0.003}},

@@ -7,7 +7,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,14 +14,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from helpers import require, run_cli, run_inline, write_spec
+from helpers import free_ports, require, run_cli, run_inline, write_spec
 from helpers import NAME, popen_sweep, sweep_spec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def postgres():
         owner = pwd.getpwnam("postgres")
         os.chown(folder, owner.pw_uid, owner.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, (port,) = folder / "data", free_ports(1)
     run = lambda *argv: subprocess.run([*as_user, *map(str, argv)], check=True, capture_output=True,  # noqa: E731
                                        text=True, timeout=120)
     run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "dlrun", "--no-sync")
@@ -96,7 +89,7 @@ def test_a_missing_database_driver_is_named(tmp_path):
 
 
 def test_an_unreachable_server_exits_5_naming_it(tmp_path):
-    port = _free_port()  # nothing listens there
+    (port,) = free_ports(1)  # nothing listens there
     url = f"postgresql+psycopg2://dlrun@127.0.0.1:{port}/postgres"
     proc = run_inline("sweep", write_spec(tmp_path, sweep_spec(tmp_path)), "--storage", url, check_code=5)
     assert f"cannot open the sweep storage {url}: connection to server at \"127.0.0.1\", port {port} failed: " \
