@@ -68,7 +68,6 @@ def test_kfold_rules(tmp_path):
         "data.kfold for this source; received {'k': 3}"]
 
 
-@pytest.mark.slow
 def _custom_gradients() -> int:
     """Gradient functions TensorFlow registered for custom gradients: each keeps its traced graph for ever."""
     from tensorflow.python.framework import ops
@@ -76,6 +75,7 @@ def _custom_gradients() -> int:
     return sum(name.startswith("CustomGradient-") for name in ops._gradient_registry.list())
 
 
+@pytest.mark.slow
 def test_five_fold_iris_reports_mean_and_std_and_is_a_sweep_objective(tmp_path, capsys):
     from runner.sweep.study import run_sweep
 
