@@ -22,7 +22,8 @@ def freeze_what_outlives_the_module():
     function in TensorFlow's global registry (ops._gradient_registry), which keeps it and its graph for the life of
     the process, whether the model lives or not. Walked again by every full collection, they made the collector
     13 % of a worker's time (32.6 of 254 s over test_models, test_compress, test_kfold and test_gan; 8.7 of 235 s
-    frozen).
+    frozen). Measured before one-replica runs stopped all-reducing their gradients (compile_options), the source of
+    most of those registrations; multi-replica runs still make them.
     """
     yield
     gc.collect()
