@@ -11,8 +11,8 @@ of its own:
            no environment variable set
   naive    from_tensor_slices -> shuffle -> batch -> augment -> prefetch, compile, fit, evaluate on test
   tuned    the naive script with every speed trick dlrun uses: cache, steps_per_execution (dlrun's value from
-           env.json) and one stream over all epochs (batches repeated, steps_per_epoch given, so Keras keeps
-           one iterator instead of rebuilding it at every epoch)
+           env.json), one stream over all epochs (batches repeated, steps_per_epoch given, so Keras keeps
+           one iterator instead of rebuilding it at every epoch), and tf.data without its autotuning thread
 
 Each round runs all three; the order alternates (dlrun, naive, tuned / tuned, naive, dlrun), so a neighbour's
 load hits each program alike. Per program and round:
@@ -87,6 +87,10 @@ def handwritten(epochs: int, tuned: bool, steps_per_execution: int, splits: str)
     train = (train.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
     val, test = val.prefetch(tf.data.AUTOTUNE), test.prefetch(tf.data.AUTOTUNE)
+    if tuned:  # no autotuning thread, whose join as fit frees the stream can stall for seconds (dlrun's pipeline.py)
+        static = tf.data.Options()
+        static.autotune.enabled = False
+        train, val, test = (ds.with_options(static) for ds in (train, val, test))
 
     L = keras.layers
     model = keras.Sequential([

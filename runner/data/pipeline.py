@@ -14,6 +14,20 @@ _GRAPH_SEED = 20_261_123
 log = logging.getLogger("dlrun")
 
 
+def static_tuning(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """The stream without tf.data's autotuning thread: AUTOTUNE map parallelism is the CPU count and prefetch
+    buffers keep their own sizing.
+
+    Freeing an autotuned iterator joins its model thread, and TensorFlow's CancellationManager runs the wake-up
+    callback before it marks itself cancelled: a thread that wakes in between sleeps out its optimization period,
+    which doubles up to 60 s over a stream's life. Keras frees the training stream as `fit` returns, so a run
+    stalled there for up to that long in some runs (5 s after 30 digits epochs; docs/performance.md).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def label_fn(mode: str, num_classes: int | None):
     """Labels as the loss wants them: sparse ints, one-hot floats, or float columns (per example or per pixel)."""
     if mode == "one_hot":
@@ -89,13 +103,13 @@ def train_dataset(ds, n: int, cfg_data, seed: int, epochs: int, labels, augment=
 
     # map keeps its input order by default, and randomness is keyed by (seed, epoch, step), not by
     # which thread runs first: the pipeline is reproducible with parallel calls
-    return out.map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return static_tuning(out.map(transform, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE))
 
 
 def eval_dataset(ds, cfg_data, labels):
     """Validation and test: batched, labels encoded, cached, prefetched; never augmented."""
     out = ds.batch(cfg_data.batch_size).map(lambda x, y: (as_float(x), labels(y)), num_parallel_calls=AUTOTUNE)
-    return _cached(out, bool(cfg_data.cache)).prefetch(AUTOTUNE)
+    return static_tuning(_cached(out, bool(cfg_data.cache)).prefetch(AUTOTUNE))
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
