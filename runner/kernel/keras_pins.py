@@ -1,5 +1,6 @@
-"""dlrun's fixes to private Keras code, each pinned to the Keras source it was written for and checked at run time
-before it is installed: on any other source dlrun stops (exit 5) instead of patching code it does not know."""
+"""dlrun's fixes to private Keras (and TensorFlow) code, each pinned to the source it was written for and checked at
+run time before it is installed: on any other source dlrun stops (exit 5) instead of patching code it does not
+know, or skips a fix that only saves memory."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ FIXES = {
         "keras.src.backend.tensorflow.optimizer.TFOptimizer._backend_update_step": "00bd759c099a6b72",
     }, "nothing: the fix is skipped, and each run in a process (a sweep trial, a k-fold fold) keeps its train "
        "step's graph"),
+    # skipped, not refused, on another TensorFlow: without it a process keeps each multi-replica run's graphs
+    "release_custom_gradients": ({
+        "tensorflow.python.ops.custom_gradient._graph_mode_decorator": "72791bee0d014a4b",
+        "tensorflow.python.framework.registry.Registry.register": "466ececa28ad4f23",
+    }, "nothing: the fix is skipped, and each run with several replicas in a process keeps its train step's "
+       "graphs"),
     "stateless_augment": ({
         "keras.src.layers.preprocessing.data_layer.DataLayer._get_seed_generator": "3046a3c0c8ed49d1",
     }, "set data.augment: [], or install keras==" + PINNED_KERAS),

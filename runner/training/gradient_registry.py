@@ -1,0 +1,34 @@
+"""The gradient functions a run's tracing registers in TensorFlow's process-wide registry, released after its fit."""
+
+from __future__ import annotations
+
+import contextlib
+
+from runner.kernel.keras_pins import pinned
+
+CUSTOM_GRADIENT = "CustomGradient-"
+
+
+@contextlib.contextmanager
+def released_custom_gradients():
+    """Drop the `CustomGradient-*` entries registered inside the block.
+
+    In graph mode `tf.custom_gradient` registers its gradient function under a fresh name and never removes it, and
+    the function closes over the traced graph. The all-reduce of a multi-replica train step is such a custom
+    gradient, so every run with several replicas kept its train-step graphs for the life of the process (a sweep's
+    trials, k-fold's folds). Gradients are taken while tracing, so nothing looks these entries up once the fit is
+    over; a later retrace registers its own.
+    """
+    if not pinned("release_custom_gradients"):
+        yield
+        return
+    from tensorflow.python.framework import ops
+
+    entries = ops._gradient_registry._registry
+    before = set(entries)
+    try:
+        yield
+    finally:
+        for name in set(entries) - before:
+            if name.startswith(CUSTOM_GRADIENT):
+                del entries[name]
