@@ -15,8 +15,8 @@ log = logging.getLogger("dlrun")
 
 
 def static_tuning(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """The stream without tf.data's autotuning thread: AUTOTUNE map parallelism is the CPU count and prefetch
-    buffers keep their own sizing.
+    """The stream without tf.data's autotuning thread: an AUTOTUNE map runs one call per CPU (at most 16), and
+    prefetch buffers keep their own sizing.
 
     Freeing an autotuned iterator joins its model thread, and TensorFlow's CancellationManager runs the wake-up
     callback before it marks itself cancelled: a thread that wakes in between sleeps out its optimization period,
