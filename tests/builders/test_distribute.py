@@ -173,8 +173,8 @@ for run in range(2):
     cfg, _ = load_config(sys.argv[1], [f"output.dir={sys.argv[2]}"])
     result = train(cfg)
     gc.collect()
-    print(result.metrics["test"]["accuracy"], sum(n.startswith("CustomGradient-") for n in ops._gradient_registry.list()),
-          sum(isinstance(o, FuncGraph) for o in gc.get_objects()))
+    entries = sum(n.startswith("CustomGradient-") for n in ops._gradient_registry.list())
+    print(result.metrics["test"]["accuracy"], entries, sum(isinstance(o, FuncGraph) for o in gc.get_objects()))
 """
 
 
@@ -187,8 +187,8 @@ def test_runs_with_two_replicas_in_one_process_release_their_train_step_graphs(t
                      "splits": {"train": "[:60%]", "validation": "[60%:80%]", "test": "[80%:]"},
                      "preprocess": [{"normalize": {}}]},
             "model": {"arch": "mlp", "units": [16]}, "train": {"epochs": 3, "optimizer": "adam", "lr": 0.05}}
-    proc = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT, str(write_spec(tmp_path, spec)), str(tmp_path / "runs")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+    argv = [sys.executable, "-c", RELEASE_SCRIPT, str(write_spec(tmp_path, spec)), str(tmp_path / "runs")]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines()]
