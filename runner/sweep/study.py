@@ -20,6 +20,7 @@ from runner.spec.sweep import Choice, IntRange, LogUniform, decode, encode, tria
 from runner.spec.trials import trial_config
 
 SQLITE_BUSY_S = 60  # concurrent workers wait this long for SQLite's write lock instead of failing at once
+DUPLICATE_SQLSTATES = ("42P07", "42710")  # PostgreSQL's duplicate_table, duplicate_object
 MAX_FAILURES_IN_A_ROW = 3  # trials failing one after another mean the spec, not the values, is broken
 
 
@@ -74,9 +75,10 @@ def open_storage(url: str, sweep):
                         url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_interval,
                         grace_period=sweep.grace_period,
                         heartbeat_stale_trial_callback=_retry(sweep))
-                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
+                        sqlalchemy.exc.ProgrammingError) as e:
                     # two workers creating the tables of a new database at once: the loser retries and finds them
-                    if attempt == 4:
+                    if attempt == 4 or not _lost_creation_race(e):
                         raise
                     time.sleep(0.5 + attempt)
         except sqlalchemy.exc.ArgumentError as e:
@@ -89,8 +91,21 @@ def open_storage(url: str, sweep):
                                      f"installed ({e}); install it, or name an installed "
                                      "driver in the URL, e.g. postgresql+psycopg2://user@host/db with "
                                      "pip install psycopg2-binary") from None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
+                sqlalchemy.exc.ProgrammingError) as e:
             raise EnvironmentProblem(f"cannot open the sweep storage {url}: {e.orig}") from None
+
+
+def _lost_creation_race(e) -> bool:
+    """Whether another worker created a table or type of the schema between this one's check and its CREATE.
+
+    PostgreSQL reports that as duplicate_table or duplicate_object (a ProgrammingError), or as a unique violation
+    in its catalog; SQLite and MySQL as an OperationalError.
+    """
+    import sqlalchemy.exc
+
+    code = getattr(e.orig, "pgcode", None) or getattr(e.orig, "sqlstate", None)
+    return not isinstance(e, sqlalchemy.exc.ProgrammingError) or code in DUPLICATE_SQLSTATES
 
 
 def _connect_once(url: str, engine_kwargs: dict) -> None:

@@ -9,6 +9,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -62,6 +63,38 @@ def test_two_workers_share_one_postgresql_study(tmp_path, postgres):
     assert status[:2] == [f"sweep {NAME}: random, maximize val_accuracy; storage {postgres}",
                           "finished 3/3 (3 complete, 0 pruned), 0 running, 0 queued, 0 failed"
                           + (f", {len(surplus)} surplus (not run)" if surplus else "")]
+
+
+@pytest.mark.slow
+def test_a_worker_that_loses_the_race_to_create_the_schema_retries(tmp_path, postgres):
+    # the race of two workers on a new database, made certain. Optuna checks for every table, then creates its enum
+    # types and tables: this transaction holds its first type, so the worker's CREATE TYPE waits; meanwhile one of
+    # the tables it found missing appears, so once the type is released its CREATE TABLE fails as duplicate_table
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    with sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(sqlalchemy.text("CREATE DATABASE race"))
+    url = postgres.rsplit("/", 1)[0] + "/race"
+    engine = sqlalchemy.create_engine(url)
+    waiting = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = 'race' "
+                              "AND wait_event_type = 'Lock' AND query LIKE 'CREATE TYPE studydirection%'")
+    with engine.connect() as first, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as other:
+        held = first.begin()
+        first.execute(sqlalchemy.text("CREATE TYPE studydirection AS ENUM ('NOT_SET', 'MINIMIZE', 'MAXIMIZE')"))
+        worker = popen_sweep(write_spec(tmp_path, sweep_spec(tmp_path, trials=1)), "--storage", url)
+        # autocommit: within one transaction PostgreSQL serves the same snapshot of pg_stat_activity
+        for _ in range(600):
+            if other.execute(waiting).scalar() or worker.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert other.execute(waiting).scalar() == 1, worker.communicate(timeout=60)[0]
+        other.execute(sqlalchemy.schema.CreateTable(models.VersionInfoModel.__table__))
+        held.rollback()
+    out = worker.communicate(timeout=600)[0]
+    engine.dispose()
+    assert worker.returncode == 0, out
+    assert [t.state.name for t in optuna.load_study(study_name=NAME, storage=url).trials] == ["COMPLETE"]
 
 
 def test_a_storage_that_is_not_a_url_is_a_config_error(tmp_path):
