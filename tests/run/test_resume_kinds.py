@@ -71,7 +71,9 @@ def test_kfold_parent_resumes_the_interrupted_fold_runs_the_rest_and_aggregates(
 
     proc = _start("train", spec, "--run-dir", run)
     fold2 = run / "folds" / "fold-2"
-    _wait_for(lambda: _status(fold2).get("epoch", 0) >= 3, [proc], "fold 2 epoch 3")
+    # at fold 2's first epoch, 5 of its 6 still to go: the stop lands inside fold 2 on a loaded host too (sent at
+    # its third epoch, it came after fold 2 had ended once in a make test)
+    _wait_for(lambda: _status(fold2).get("epoch", 0) >= 1, [proc], "fold 2 epoch 1")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
@@ -82,7 +84,7 @@ def test_kfold_parent_resumes_the_interrupted_fold_runs_the_rest_and_aggregates(
     resumed = run_inline("resume", run, check_code=0)
     assert "3-fold cross-validation" in resumed.stdout
     assert _digest(run / "folds" / "fold-1") == fold1  # the finished fold is not retrained or rewritten
-    assert _status(fold2)["resumed_from"]["epoch"] >= 3
+    assert _status(fold2)["resumed_from"]["epoch"] >= 1
     assert _status(run / "folds" / "fold-1")["resumed_from"] is None
     metrics = json.loads((run / "metrics.json").read_text())
     expected = json.loads((reference / "metrics.json").read_text())
