@@ -383,9 +383,24 @@ def _exit_promptly(code: int) -> None:
     import atexit
 
     atexit._run_exitfuncs()
+    _remove_autograph_bytecode()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _remove_autograph_bytecode() -> None:
+    """The bytecode Python cached for autograph's generated modules (TMPDIR/__pycache__), a few files a run.
+
+    TensorFlow's atexit handlers delete the generated source files but not the bytecode beside them.
+    """
+    for name, module in list(sys.modules.items()):
+        cached = getattr(module, "__cached__", None) if name.startswith("__autograph_generated_file") else None
+        if cached:
+            try:
+                os.remove(cached)
+            except OSError:  # not written (bytecode caching off), or already gone
+                pass
 
 
 def _dispatch(argv: list, debug: bool) -> int:

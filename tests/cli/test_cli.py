@@ -97,3 +97,17 @@ def test_debug_shows_the_traceback_of_a_dlrun_error_anywhere_on_the_line(tmp_pat
         lines = proc.stderr.splitlines()
         assert lines[0] == "Traceback (most recent call last):"
         assert lines[-1] == "runner.kernel.errors.ConfigError: nope.yaml: file not found"
+
+
+def test_a_run_leaves_no_autograph_files_in_tmpdir(tmp_path):
+    # with bytecode caching on, as users have it, Python caches each generated module's bytecode beside it;
+    # TensorFlow's exit handlers delete only the sources, so a few .pyc files a run piled up in TMPDIR/__pycache__
+    spec = {"name": "iris-tmp", "seed": 1, "output": {"dir": str(tmp_path / "runs")},
+            "data": {"source": "sklearn", "name": "iris", "batch_size": 16,
+                     "splits": {"train": "[:60%]", "validation": "[60%:80%]", "test": "[80%:]"}},
+            "model": {"arch": "mlp", "units": [8]}, "train": {"epochs": 2, "optimizer": "adam", "lr": 0.05}}
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    run_cli("train", write_spec(tmp_path, spec), env={"TMPDIR": str(tmp), "PYTHONDONTWRITEBYTECODE": ""},
+            check_code=0)
+    assert sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if "autograph" in p.name) == []
