@@ -328,11 +328,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
 
 def fit(exp: Experiment) -> None:
     """Train from `exp.start` to the last epoch; a signal writes status.json `preempted` and re-raises."""
-    from runner.training.gradient_registry import released_custom_gradients
-
     try:
-        with released_custom_gradients():
-            exp.runner.run_from(exp.start, exp.train_from)
+        exp.runner.run_from(exp.start, exp.train_from)
     except Preempted as e:
         exp.runner.flush_tensorboard()
         exp.run_dir.write_json(rd.STATUS, exp.progress.status("preempted", e.epoch, e.message, step=e.global_step))

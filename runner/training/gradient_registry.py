@@ -1,4 +1,4 @@
-"""The gradient functions a run's tracing registers in TensorFlow's process-wide registry, released after its fit."""
+"""The gradient functions a run's tracing registers in TensorFlow's process-wide registry, released when it ends."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ def released_custom_gradients():
 
     In graph mode `tf.custom_gradient` registers its gradient function under a fresh name and never removes it, and
     the function closes over the traced graph. The all-reduce of a multi-replica train step is such a custom
-    gradient, so every run with several replicas kept its train-step graphs for the life of the process (a sweep's
-    trials, k-fold's folds). Gradients are taken while tracing, so nothing looks these entries up once the fit is
-    over; a later retrace registers its own.
+    gradient, and so are the straight-through gradients of Keras's int8 layers (quantization-aware fine-tuning):
+    each such run kept its train-step graphs for the life of the process (a sweep's trials, k-fold's folds).
+    Gradients are taken while tracing, so nothing looks these entries up once the run is over; a later retrace
+    registers its own.
     """
     if not pinned("release_custom_gradients"):
         yield

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import write_spec
+from helpers import custom_gradients, write_spec
 from runner.spec import load_config
 from runner.data.dataset import split_pool
 from runner.cli.output import kfold_summary as summary_table
@@ -68,13 +68,6 @@ def test_kfold_rules(tmp_path):
         "data.kfold for this source; received {'k': 3}"]
 
 
-def _custom_gradients() -> int:
-    """Gradient functions TensorFlow registered for custom gradients: each keeps its traced graph for ever."""
-    from tensorflow.python.framework import ops
-
-    return sum(name.startswith("CustomGradient-") for name in ops._gradient_registry.list())
-
-
 @pytest.mark.slow
 def test_five_fold_iris_reports_mean_and_std_and_is_a_sweep_objective(tmp_path, capsys):
     from runner.sweep.study import run_sweep
@@ -82,10 +75,10 @@ def test_five_fold_iris_reports_mean_and_std_and_is_a_sweep_objective(tmp_path, 
     spec = iris_cv_spec(tmp_path)
     spec["sweep"] = {"method": "grid", "trials": 1, "metric": "val_accuracy",
                      "params": {"train.lr.base": {"choice": [0.05]}}}
-    registered = _custom_gradients()
+    registered = custom_gradients()
     assert run_sweep(write_spec(tmp_path, spec)).endswith(f"best spec: {tmp_path / 'runs' / 'iris-cv' / 'best.yaml'}")
     # one replica: no gradient all-reduce, so no fold's train step stays in the process (each kept ~4 MB)
-    assert _custom_gradients() == registered
+    assert custom_gradients() == registered
     import optuna
 
     study = optuna.load_study(study_name="iris-cv", storage=f"sqlite:///{tmp_path / 'runs/iris-cv/sweep.db'}")
