@@ -27,12 +27,6 @@ FIXES = {
         "keras.src.backend.tensorflow.optimizer.TFOptimizer._backend_update_step": "00bd759c099a6b72",
     }, "remove clipnorm/global_clipnorm/clipvalue from train.optimizer, train on one replica, or install keras=="
        + PINNED_KERAS),
-    # skipped, not refused, on another Keras: without it a process only keeps each run's train-step graph
-    "one_replica_gradients": ({
-        "keras.src.backend.tensorflow.optimizer.TFOptimizer._all_reduce_sum_gradients": "953512efa56c9680",
-        "keras.src.backend.tensorflow.optimizer.TFOptimizer._backend_update_step": "00bd759c099a6b72",
-    }, "nothing: the fix is skipped, and each run in a process (a sweep trial, a k-fold fold) keeps its train "
-       "step's graph"),
     # skipped, not refused, on another TensorFlow: without it a process keeps each multi-replica run's graphs
     "release_custom_gradients": ({
         "tensorflow.python.ops.custom_gradient._graph_mode_decorator": "72791bee0d014a4b",

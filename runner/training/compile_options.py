@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from runner.distribute import multi_worker_fix as multi_worker
 from runner.kernel.errors import ConfigError
-from runner.kernel.keras_pins import pinned, require
+from runner.kernel.keras_pins import require
 from runner.training.losses import build_loss, label_mode
 from runner.training.metrics import build_metric
 from runner.training.optimizers import build_optimizer
@@ -90,23 +90,9 @@ def _gpu_precision() -> str:
 
 
 def fix_gradient_reduction(optimizer, replicas: int) -> None:
-    """Keras's gradient all-reduce, fixed for the number of replicas: clipping after it under several, and no
-    all-reduce under one."""
+    """Keras's gradient all-reduce, fixed under several replicas: clipping after it."""
     if replicas > 1:
         clip_after_all_reduce(optimizer)
-    elif pinned("one_replica_gradients"):
-        skip_one_replica_all_reduce(optimizer)
-
-
-def skip_one_replica_all_reduce(optimizer) -> None:
-    """Under one replica the gradients' all-reduce is the identity: skip it.
-
-    TensorFlow's `ReplicaContext.all_reduce` wraps the reduction in a custom gradient, which registers a gradient
-    function in TensorFlow's process-wide gradient registry; that function holds the traced train step's graph, so
-    each run in a process (a sweep trial, a k-fold fold, a teacher) kept about 580 graph ops and 4 MB for ever.
-    """
-    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer updates through its inner one
-    inner._all_reduce_sum_gradients = list
 
 
 def clip_after_all_reduce(optimizer) -> None:

@@ -14,9 +14,10 @@ def released_custom_gradients():
     """Drop the `CustomGradient-*` entries registered inside the block.
 
     In graph mode `tf.custom_gradient` registers its gradient function under a fresh name and never removes it, and
-    the function closes over the traced graph. The all-reduce of a multi-replica train step is such a custom
-    gradient, and so are the straight-through gradients of Keras's int8 layers (quantization-aware fine-tuning):
-    each such run kept its train-step graphs for the life of the process (a sweep's trials, k-fold's folds).
+    the function closes over the traced graph. The gradients' all-reduce of every train step is such a custom
+    gradient (Keras calls TensorFlow's `ReplicaContext.all_reduce` even under one replica), and so are the
+    straight-through gradients of Keras's int8 layers (quantization-aware fine-tuning): each run kept its
+    train-step graphs for the life of the process (a sweep's trials, k-fold's folds).
     Gradients are taken while tracing, so nothing looks these entries up once the run is over; a later retrace
     registers its own.
     """
