@@ -93,6 +93,17 @@ def save_model(model, path, durable: bool = True) -> None:
     save_snapshot(copy, path, durable)
 
 
+def plain_variables(model) -> bool:
+    """Whether the model's variables are plain ones, outside any strategy: a read of one is local and cheap.
+
+    Under a strategy a read may be a collective operation (a sync-on-read metric sums its replicas, across
+    workers too) that every worker must make in step.
+    """
+    import tensorflow as tf
+
+    return not tf.distribute.has_strategy() and model.distribute_strategy is tf.distribute.get_strategy()
+
+
 def snapshot(model):
     """A copy of the model's variables and optimizer slots to save later (save_snapshot), or None where the
     model has no twin (save it synchronously)."""
@@ -118,7 +129,6 @@ def _save_twin(twin, layers, slots, path, durable: bool) -> None:
 def _twin(model):
     """The model's twin, made once per model; None where a twin cannot stand in for it."""
     import keras
-    import tensorflow as tf
 
     cached = getattr(model, "_dlrun_twin", False)
     if cached is not False:
@@ -126,8 +136,7 @@ def _twin(model):
     twin = None
     # layers with assets (a TextVectorization's vocabulary) keep state outside their variables: no copy of it
     has_assets = any(hasattr(layer, "save_assets") for layer in model._flatten_layers())
-    if (not has_assets and not tf.distribute.has_strategy()
-            and model.distribute_strategy is tf.distribute.get_strategy()):
+    if not has_assets and plain_variables(model):
         try:
             twin = keras.models.clone_model(model)
             twin.compile_from_config(model.get_compile_config())
