@@ -118,22 +118,72 @@ def main() -> None:
         line("SIGTERM to exit 143", latencies, None)
 
 
+STANDINS = """class Plain:
+    pass
+
+
+def passthrough(*args, **kwargs):
+    return args[0] if args else None
+"""
+
+CORE_ONLY = """import pickle, sys
+import yaml, pydantic_core
+validator = pydantic_core.SchemaValidator(pickle.loads(open(sys.argv[1], "rb").read()))
+try:
+    validator.validate_python(yaml.safe_load(open(sys.argv[2])))
+except pydantic_core.ValidationError:
+    pass
+"""
+
+
+def core_only_schema(folder: Path) -> Path:
+    """dlrun's Config core schema for pydantic-core alone, pickled: its Python callables (validators,
+    discriminators, default factories) made pass-throughs and its model classes one plain class, so loading it
+    imports no dlrun module and no pydantic model machinery. A lower bound, not a validate: nothing of dlrun's own
+    runs, and the tagged unions' callable discriminators then fail (the validation still walks the schema)."""
+    import pickle
+
+    sys.path.insert(0, str(folder))
+    (folder / "standins.py").write_text(STANDINS)
+    import standins
+
+    from runner.spec.schema import Config
+
+    Config.model_rebuild(force=True)
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "metadata"}  # metadata: JSON Schema only
+        if isinstance(node, (list, tuple)):
+            return type(node)(strip(v) for v in node)
+        if isinstance(node, type) and node.__module__ != "builtins":
+            return standins.Plain
+        return standins.passthrough if callable(node) and not isinstance(node, type) else node
+
+    path = folder / "core_schema.pickle"
+    path.write_bytes(pickle.dumps(strip(Config.__pydantic_core_schema__)))
+    return path
+
+
 def validate_vs_import(rounds: int, spec: str) -> None:
     """`dlrun validate SPEC` over `python -c "import yaml, pydantic"`: the median of interleaved pairs (the order
     alternates), with bytecode caching on as users have it and off (PYTHONDONTWRITEBYTECODE=1). Also the floor
     of any pydantic validation: a script that defines one one-field model and validates one value, over the same
-    import (`import pydantic` is lazy; the first model imports pydantic's model machinery and builds a validator)."""
+    import (`import pydantic` is lazy; the first model imports pydantic's model machinery and builds a validator),
+    and the lower bound of a validate built on pydantic-core's schemas alone (core_only_schema)."""
     import os
 
+    folder = Path(tempfile.mkdtemp())
     commands = {"import": [sys.executable, "-c", "import yaml, pydantic"],
                 "validate": [sys.executable, "-m", "runner", "validate", spec],
                 # dlrun turns pydantic's plugin lookup off too (runner/cli/main.py)
                 "one model": [sys.executable, "-c", "import os, yaml\n"
                               "os.environ.setdefault('PYDANTIC_DISABLE_PLUGINS', '__all__')\n"
-                              "from pydantic import BaseModel\nclass A(BaseModel):\n    x: int\nA(x=1)"]}
+                              "from pydantic import BaseModel\nclass A(BaseModel):\n    x: int\nA(x=1)"],
+                "core only": [sys.executable, "-c", CORE_ONLY, str(core_only_schema(folder)), spec]}
     for mode in ("cached", "uncached"):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONPATH"] = os.pathsep.join((str(ROOT), str(folder)))
         if mode == "uncached":
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         for argv in commands.values():  # the first run writes the bytecode cache
@@ -151,8 +201,11 @@ def validate_vs_import(rounds: int, spec: str) -> None:
         print(f"validate / import yaml, pydantic, bytecode {mode:8}: {statistics.median(ratios):.2f}x "
               f"({min(ratios):.2f}..{max(ratios):.2f}); validate {statistics.median(times['validate']):.3f} s, "
               f"import {statistics.median(times['import']):.3f} s; {rounds} pairs, load {min(loads):.1f}..{max(loads):.1f}")
+        core = [v / i for v, i in zip(times["core only"], times["import"])]
         print(f"{'  floor: one pydantic model / import':45}: {statistics.median(floor):.2f}x "
               f"({min(floor):.2f}..{max(floor):.2f}); one model {statistics.median(times['one model']):.3f} s")
+        print(f"{'  dlrun schema in pydantic-core alone / import':45}: {statistics.median(core):.2f}x "
+              f"({min(core):.2f}..{max(core):.2f}); {statistics.median(times['core only']):.3f} s")
 
 
 if __name__ == "__main__":
