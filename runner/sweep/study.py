@@ -57,6 +57,8 @@ def open_storage(url: str, sweep):
     import optuna
     import sqlalchemy.exc
 
+    # a lost race to create the schema (retried), or a database that refuses (exit 5)
+    database_errors = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
     kwargs = {}
     if url.startswith("sqlite:///"):
         kwargs = {"connect_args": {"timeout": SQLITE_BUSY_S}}
@@ -75,8 +77,7 @@ def open_storage(url: str, sweep):
                         url, engine_kwargs=kwargs, heartbeat_interval=sweep.heartbeat_interval,
                         grace_period=sweep.grace_period,
                         heartbeat_stale_trial_callback=_retry(sweep))
-                except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
-                        sqlalchemy.exc.ProgrammingError) as e:
+                except database_errors as e:
                     # two workers creating the tables of a new database at once: the loser retries and finds them
                     if attempt == 4 or not _lost_creation_race(e):
                         raise
@@ -91,8 +92,7 @@ def open_storage(url: str, sweep):
                                      f"installed ({e}); install it, or name an installed "
                                      "driver in the URL, e.g. postgresql+psycopg2://user@host/db with "
                                      "pip install psycopg2-binary") from None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
-                sqlalchemy.exc.ProgrammingError) as e:
+        except database_errors as e:
             raise EnvironmentProblem(f"cannot open the sweep storage {url}: {e.orig}") from None
 
 
