@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -167,12 +168,12 @@ def core_only_schema(folder: Path) -> Path:
 
 def validate_vs_import(rounds: int, spec: str) -> None:
     """`dlrun validate SPEC` over `python -c "import yaml, pydantic"`: the median of interleaved pairs (the order
-    alternates), with bytecode caching on as users have it and off (PYTHONDONTWRITEBYTECODE=1). Also the floor
+    alternates), with bytecode caching on as users have it and off: dlrun's package compiled afresh at every start,
+    the installed libraries from their bytecode, as in a fresh checkout under PYTHONDONTWRITEBYTECODE=1 (that
+    variable alone still reads the bytecode an earlier run left in __pycache__). Also the floor
     of any pydantic validation: a script that defines one one-field model and validates one value, over the same
     import (`import pydantic` is lazy; the first model imports pydantic's model machinery and builds a validator),
     and the lower bound of a validate built on pydantic-core's schemas alone (core_only_schema)."""
-    import os
-
     folder = Path(tempfile.mkdtemp())
     commands = {"import": [sys.executable, "-c", "import yaml, pydantic"],
                 "validate": [sys.executable, "-m", "runner", "validate", spec],
@@ -186,8 +187,11 @@ def validate_vs_import(rounds: int, spec: str) -> None:
         env["PYTHONPATH"] = os.pathsep.join((str(ROOT), str(folder)))
         if mode == "uncached":
             env["PYTHONDONTWRITEBYTECODE"] = "1"
-        for argv in commands.values():  # the first run writes the bytecode cache
-            subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
+            for cache in [*(ROOT / "runner").rglob("__pycache__"), *folder.rglob("__pycache__")]:
+                shutil.rmtree(cache)
+        else:
+            for argv in commands.values():  # the first run writes the bytecode cache
+                subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True)
         times = {name: [] for name in commands}
         loads = [os.getloadavg()[0]]
         for i in range(rounds):
