@@ -170,7 +170,8 @@ def validate_vs_import(rounds: int, spec: str) -> None:
     """`dlrun validate SPEC` over `python -c "import yaml, pydantic"`: the median of interleaved pairs (the order
     alternates), with bytecode caching on as users have it and off: dlrun's package compiled afresh at every start,
     the installed libraries from their bytecode, as in a fresh checkout under PYTHONDONTWRITEBYTECODE=1 (that
-    variable alone still reads the bytecode an earlier run left in __pycache__). Also the floor
+    variable alone still reads the bytecode an earlier run left, so the uncached half deletes runner's
+    __pycache__ folders first; the next ordinary start writes them again). Also the floor
     of any pydantic validation: a script that defines one one-field model and validates one value, over the same
     import (`import pydantic` is lazy; the first model imports pydantic's model machinery and builds a validator),
     and the lower bound of a validate built on pydantic-core's schemas alone (core_only_schema)."""
