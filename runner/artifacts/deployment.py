@@ -8,6 +8,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from runner.kernel.native_log import native_log
+
 LATENCY_WARMUP = 10  # first calls allocate and tune: not what a served model costs
 LATENCY_RUNS = 200  # single-example calls timed; the median is reported
 
@@ -43,7 +45,8 @@ def latency(fmt: str, path: Path, x) -> dict | None:
         interpreter = Interpreter(model_path=str(path), num_threads=1)
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         interpreter.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-        interpreter.allocate_tensors()
+        with native_log():  # the process's first allocation logs the XNNPACK delegate it creates
+            interpreter.allocate_tensors()
 
         def call(example):
             interpreter.set_tensor(inp["index"], example.astype(inp["dtype"]))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runner.artifacts.deployment import figures
 from runner.kernel import run_dir as rd
+from runner.kernel.native_log import native_log
 from runner.kernel.registry import Registry, unknown_name_message
 
 # shutil, tempfile and importlib.metadata are imported where used: `dlrun --help` and `dlrun validate` import this
@@ -91,7 +92,8 @@ def _write_litert(source, model, path, quantize, calibration, full_integer: bool
         options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
     elif quantize == "int8":  # dynamic range: int8 weights, activations quantized on the fly per batch
         options = {"optimizations": [tf.lite.Optimize.DEFAULT]}
-    rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="litert", verbose=False, **options))
+    with native_log():  # the converter's quantizer prints its settings ("fully_quantize: 0, ...") from C++
+        rd.atomic_save(path, lambda tmp: model.export(str(tmp), format="litert", verbose=False, **options))
 
 
 def _read_keras(path, x):
@@ -123,7 +125,8 @@ def _read_litert(path, x):
     fed = list(zip(interpreter.get_input_details(), _listed(x)))
     for inp, v in fed:
         interpreter.resize_tensor_input(inp["index"], list(v.shape))  # the file's batch dimension is 1 until resized
-    interpreter.allocate_tensors()
+    with native_log():  # the process's first allocation logs the XNNPACK delegate it creates
+        interpreter.allocate_tensors()
     for inp, v in fed:
         interpreter.set_tensor(inp["index"], v.astype(inp["dtype"]))
     out = interpreter.get_output_details()[0]

@@ -9,16 +9,24 @@ not one of those log lines is passed on, so a real error still shows.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import sys
 import warnings
 
+from runner.kernel.native_log import set_native_log_filter
+
 # absl's prefix: severity and MMDD, time (TF 2.21 writes seconds since the epoch as its seconds), thread id, file:line]
 _NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] ")
 _NATIVE_NOTES = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
                  # the second line of cpu_feature_guard's message
-                 "To enable the following instructions:")
+                 "To enable the following instructions:",
+                 # LiteRT's minimal logger at its INFO level (its WARNING and ERROR lines still show)
+                 "INFO: ",
+                 # the TFLite converter's quantizer, on LLVM's debug stream, at every int8 conversion
+                 "fully_quantize: ")
 
 
 def native_noise(line: str) -> bool:
@@ -53,6 +61,8 @@ class NativeLogFilter:
 
 def quiet_libraries(verbose: bool) -> None:
     """Before anything imports TensorFlow: keep its native logs and library warnings off stderr, unless verbose."""
+    # the calls library code marks with kernel.native_log (LiteRT's interpreter) go through the same filter
+    set_native_log_filter(contextlib.nullcontext if verbose else NativeLogFilter)
     if verbose or "tensorflow" in sys.modules:
         return
     # 3: C++ ERROR lines too, such as tf.data's "NodeDef mentions attribute use_unbounded_threadpool" at a
@@ -62,3 +72,7 @@ def quiet_libraries(verbose: bool) -> None:
     # library warnings (DeprecationWarning from a dependency, Keras's notes) are for their developers;
     # dlrun's own warnings are printed lines, not the warnings module
     warnings.simplefilter("ignore")
+    # so are their log records (onnxruntime's quantizer warns through the root logger): a root handler that drops
+    # them, which also keeps a library's `logging.warning()` from installing one (basicConfig) that prints them;
+    # dlrun's own `runner` loggers have their handler (cli/output.py) and do not propagate
+    logging.getLogger().addHandler(logging.NullHandler())

@@ -1,5 +1,6 @@
-"""Quiet by default: a run's stderr holds dlrun's own lines only (no TensorFlow C++ lines, no Python warnings),
-with no environment variable set by the user; the epoch lines; exit codes through the prompt exit."""
+"""Quiet by default: a run's stderr holds dlrun's own lines only (no TensorFlow or LiteRT C++ lines, no Python
+warnings or library log records), with no environment variable set by the user; the epoch lines; exit codes
+through the prompt exit."""
 
 from __future__ import annotations
 
@@ -68,12 +69,37 @@ def test_a_failed_run_exits_with_its_code_and_message_only(tmp_path):
         "train.nan_policy: rollback"]
 
 
+def test_exports_write_nothing_on_stderr_and_verbose_shows_what_their_runtimes_log(tmp_path):
+    run = tmp_path / "run"
+    # the spec's litert export is read back by LiteRT's interpreter at the end of the run
+    done = dlrun("experiments/iris.yaml", "--set", "train.epochs=4", "--set", "export=[litert]", "--run-dir", run)
+    assert done.returncode == 0, done.stderr
+    assert_lines(done.stderr, epoch_lines(4, r"accuracy \d+\.\d{4}  loss \d+\.\d{4}"))
+    assert (run / "export" / "model.tflite").exists()
+    for fmt in ("litert", "onnx"):  # int8: the TFLite converter's quantizer, onnxruntime's quantizer
+        quiet = dlrun("export", run, "--format", fmt, "--quantize", "int8", "--out", tmp_path / fmt)
+        assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    # what the filter keeps off: LiteRT's and the converter's native lines, onnxruntime's root-logger warning
+    loud = dlrun("--verbose", "export", run, "--format", "litert", "--quantize", "int8", "--out", tmp_path / "loud")
+    assert loud.returncode == 0
+    assert "\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n" in loud.stderr
+    assert "\nfully_quantize: 0, inference_type: 6, " in loud.stderr
+    loud = dlrun("--verbose", "export", run, "--format", "onnx", "--quantize", "int8", "--out", tmp_path / "loud")
+    assert loud.returncode == 0 and "WARNING:root:Please consider to run pre-processing before quantization" in loud.stderr
+
+
 def test_tensorflow_native_log_lines_are_recognized_and_nothing_else():
     assert native_noise("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
     assert native_noise("I0000 00:00:1796134801.947375   15127 port.cc:153] oneDNN custom operations are on.\n")
     assert native_noise("E0000 00:00:1796134807.173096   15127 cuda_platform.cc:52] failed call to cuInit: "
                         "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
     assert native_noise("W1201 14:20:01.947375   15127 cuda_executor.cc:1209] could not open file\n")
+    assert native_noise("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    assert native_noise("fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, "
+                        "output_inference_type: FLOAT32\n")
+    # LiteRT's own warnings and errors are not noise
+    assert not native_noise("ERROR: Didn't find op for builtin opcode 'CONV_2D' version '7'\n")
+    assert not native_noise("WARNING: Attempting to use a delegate that only supports static-sized tensors\n")
     assert not native_noise("Traceback (most recent call last):\n")
     assert not native_noise("epoch 1/3  loss 0.1000  1.00s  ETA 2s\n")
     assert not native_noise("Fatal Python error: Segmentation fault\n")
