@@ -95,8 +95,10 @@ class _Fit:
                 cb.set_state(meta["callbacks"][key], extra)
         epoch, position = start.epoch, start.position
         if start.stopped or epoch >= self.epochs:
-            # nothing left to train: a fit of no epochs restores the backup and runs the train-end callbacks
-            self._fit(train_from(position), epoch, epoch, self.steps)
+            # nothing left to train: a fit of no epochs restores the backup and runs the train-end callbacks.
+            # Under a strategy Keras's fit reads one batch first (_maybe_symbolic_build), so a completed run's
+            # stream, exhausted at its end, is given from its last batch
+            self._fit(train_from(min(position, self.epochs * self.steps - 1)), epoch, epoch, self.steps)
             return
         if start.step:
             # fit cannot start mid-epoch: run the rest of this epoch as a shortened epoch of its own

@@ -32,6 +32,14 @@ def test_mirrored_over_two_cpu_replicas_reaches_the_single_device_floor(tmp_path
     assert metrics["validation"]["accuracy"] >= ACCURACY_FLOOR
     assert (env["strategy"], env["replicas"]) == ("MirroredStrategy", 2)
     assert env["speed"] == {"precision": "float32", "jit_compile": False, "steps_per_execution": 1}
+    # resuming the completed run trains nothing and finishes it again: under a strategy Keras's fit reads a batch
+    # before its (zero) epochs, which the exhausted stream of a completed run did not have (StopIteration)
+    resumed = run_cli("resume", run, check_code=0)
+    assert "Traceback" not in resumed.stderr
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["test"] == metrics["test"] and again["epochs_run"] == metrics["epochs_run"]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "completed" and status["resumed_from"]["epoch"] == metrics["epochs_run"]
 
 
 def test_global_batch_not_divisible_by_replicas_exits_2_before_training(tmp_path):
