@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import secrets
@@ -100,6 +101,15 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def discard_if_unused(self) -> None:
+        """Remove this directory if it holds nothing but its lock (a run that failed before writing anything), and
+        its name folder if that is then empty; a directory with any other file stays."""
+        if {p.name for p in self.path.iterdir()} <= {LOCK}:
+            with contextlib.suppress(OSError):  # the name folder holds other runs: it stays
+                self.file(LOCK).unlink(missing_ok=True)
+                self.path.rmdir()
+                self.path.parent.rmdir()
 
     def subdir(self, name: str) -> Path:
         d = self.path / name

@@ -154,3 +154,5 @@ def test_missing_data_file_exits_3(tmp_path):
     spec = digits_spec(tmp_path / "runs", data={"source": "numpy", "path": str(tmp_path / "none.npz")})
     proc = run_inline("train", write_spec(tmp_path, spec), check_code=3)
     assert proc.stderr.strip().endswith(f"data.path: {tmp_path / 'none.npz'}: file not found")
+    # the run failed before writing anything: no run directory of only its lock file is left behind
+    assert list((tmp_path / "runs").iterdir()) == []
