@@ -113,6 +113,9 @@ def read_inputs(paths, run: Run, model):
     names, batches = [], []
     for raw in paths:
         path = Path(raw)
+        if path.is_dir():
+            raise DataError(f"{path}: a folder; predict reads files, so pass the ones to predict, such as "
+                            f"{path / '*.png'}")
         if not path.is_file():
             raise DataError(f"{path}: input file not found")
         suffix = path.suffix.lower()

@@ -122,6 +122,9 @@ def test_bad_inputs_are_explained_with_their_exit_codes(iris_run, tmp_path, caps
     assert capsys.readouterr().err.strip() == f"no examples in {header_only}"
     assert main(["predict", str(iris_run), str(tmp_path / "missing.csv")]) == 3
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'missing.csv'}: input file not found"
+    assert main(["predict", str(iris_run), str(tmp_path)]) == 3
+    assert capsys.readouterr().err.strip() == (f"{tmp_path}: a folder; predict reads files, so pass the ones to "
+                                               f"predict, such as {tmp_path}/*.png")
     odd = tmp_path / "rows.xlsx"
     odd.write_text("x")
     assert main(["predict", str(iris_run), str(odd)]) == 2
