@@ -9,6 +9,24 @@ def output_units(info, mode: str) -> int:
     return info.num_classes if mode in ("sparse", "one_hot") else 1
 
 
+def input_problem(cfg_model, shape: tuple, dtype: str) -> str | None:
+    """Why the arch cannot take inputs of this shape and dtype (after preprocessing), by its fact `inputs`."""
+    kind = getattr(ARCHS.get(cfg_model.arch), "inputs", None)
+    received = f"received inputs of shape {list(shape)} ({dtype})"
+    fix = (f"For images use {', '.join(ARCHS.where(inputs='images'))}" if len(shape) == 3
+           else "Use mlp, which takes any shape")
+    arch = cfg_model.arch
+    if kind == "images" and len(shape) != 3:
+        return f"model.arch: {arch} takes images [height, width, channels]; {received}. Use mlp, which takes any shape"
+    if kind == "sequences" and cfg_model.vocab_size is not None and len(shape) != 1:
+        return (f"model.arch: {arch} takes token ids [time] (such as data.preprocess's text_vectorize gives), or "
+                f"with model.vocab_size: null feature sequences [time, features]; {received}. {fix}")
+    if kind == "sequences" and cfg_model.vocab_size is None and len(shape) != 2:
+        return (f"model.arch: {arch} with model.vocab_size: null takes feature sequences [time, features]; "
+                f"{received}. {fix}")
+    return None
+
+
 def build_model(cfg_model, info, preprocess_layers, mode: str):
     """Input (shape from the data) -> preprocessing -> the arch. Call inside strategy.scope()."""
     import keras
@@ -17,6 +35,11 @@ def build_model(cfg_model, info, preprocess_layers, mode: str):
     x = inputs
     for layer in preprocess_layers:
         x = layer(x)
+    problem = input_problem(cfg_model, tuple(x.shape[1:]), str(x.dtype))
+    if problem:
+        from runner.kernel.errors import ConfigError
+
+        raise ConfigError(problem)
     outputs = ARCHS.get(cfg_model.arch).builder(cfg_model, x, output_units(info, mode))
     return keras.Model(inputs, outputs, name=cfg_model.arch)
 
@@ -33,4 +56,4 @@ def outputs_logits(model) -> bool:
     return name not in ("softmax", "sigmoid")
 
 
-__all__ = ["ARCHS", "build_model", "outputs_logits", "output_units"]
+__all__ = ["ARCHS", "build_model", "input_problem", "outputs_logits", "output_units"]

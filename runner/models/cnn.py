@@ -21,7 +21,7 @@ class CNN(ArchCommon, Activated, BatchNormed):
     conv_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each conv block")
 
 
-@register_arch("cnn", CNN)
+@register_arch("cnn", CNN, inputs="images")
 def build_cnn(cfg: CNN, x, out_units: int):
     import keras
 

@@ -74,7 +74,7 @@ def _load_base(cfg: KerasApp, shape):
         socket.setdefaulttimeout(previous)
 
 
-@register_arch("keras_app", KerasApp)
+@register_arch("keras_app", KerasApp, inputs="images")
 def build_keras_app(cfg: KerasApp, x, out_units: int):
     import keras
 

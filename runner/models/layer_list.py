@@ -70,6 +70,10 @@ def build_layer_list(cfg: LayerList, x, out_units: int):
     layers, problems = make_layers(cfg)
     if problems:
         raise ConfigError([f"model.layers[{i}].{name}: {msg}" for i, name, msg in problems])
-    for layer in layers:
-        x = layer(x)
+    for i, (layer, item) in enumerate(zip(layers, cfg.layers)):
+        try:
+            x = layer(x)
+        except ValueError as e:  # Keras's check of the inputs it gets, such as Conv2D on table rows
+            raise ConfigError(f"model.layers[{i}].{next(iter(item))}: cannot take inputs of shape "
+                              f"{list(x.shape[1:])}: {str(e).splitlines()[0]}") from None
     return x

@@ -36,7 +36,7 @@ def _bn_act(cfg: MobileNet, x):
     return keras.layers.Activation(cfg.activation)(x)
 
 
-@register_arch("mobilenet", MobileNet)
+@register_arch("mobilenet", MobileNet, inputs="images")
 def build_mobilenet(cfg: MobileNet, x, out_units: int):
     import keras
 

@@ -52,7 +52,12 @@ class BatchNormed(Strict):
 
 
 def register_arch(name: str, config, **facts):
-    """ARCHS.register with the fact `options`: the shared OPTIONS the arch's config (and so its builder) takes."""
+    """ARCHS.register with the fact `options`: the shared OPTIONS the arch's config (and so its builder) takes.
+
+    The fact `inputs` says what the builder takes after preprocessing (build_model checks it): "images"
+    [height, width, channels], "sequences" (token ids [time], or with vocab_size null feature sequences [time,
+    features]); without it, any shape (mlp flattens).
+    """
     return ARCHS.register(name, config=config, options=tuple(o for o in OPTIONS if o in config.model_fields), **facts)
 
 

@@ -77,7 +77,7 @@ def _block(cfg: ResNet, x, filters: int, stride: int):
     return keras.layers.Add()([y, short])
 
 
-@register_arch("resnet", ResNet)
+@register_arch("resnet", ResNet, inputs="images")
 def build_resnet(cfg: ResNet, x, out_units: int):
     import keras
 

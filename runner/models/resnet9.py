@@ -42,7 +42,7 @@ def _pool(x):
     return keras.layers.MaxPooling2D()(x) if x.shape[1] > 1 and x.shape[2] > 1 else x
 
 
-@register_arch("resnet9", ResNet9)
+@register_arch("resnet9", ResNet9, inputs="images")
 def build_resnet9(cfg: ResNet9, x, out_units: int):
     import keras
 

@@ -41,9 +41,9 @@ def embed_tokens(cfg, x):
     return keras.layers.Embedding(cfg.vocab_size, cfg.embed_dim, mask_zero=True)(x)
 
 
-@register_arch("lstm", LSTM)
-@register_arch("gru", GRU)
-@register_arch("bilstm", BiLSTM)
+@register_arch("lstm", LSTM, inputs="sequences")
+@register_arch("gru", GRU, inputs="sequences")
+@register_arch("bilstm", BiLSTM, inputs="sequences")
 def build_recurrent(cfg: RecurrentCommon, x, out_units: int):
     import keras
 

@@ -81,7 +81,7 @@ def _encoder_block(cfg: Transformer, x):
     return L.Add()([x, y])
 
 
-@register_arch("transformer", Transformer)
+@register_arch("transformer", Transformer, inputs="sequences")
 def build_transformer(cfg: Transformer, x, out_units: int):
     import keras
 

@@ -33,7 +33,7 @@ def _convs(cfg: UNet, x, filters: int):
     return x
 
 
-@register_arch("unet", UNet, outputs="pixel")
+@register_arch("unet", UNet, outputs="pixel", inputs="images")
 def build_unet(cfg: UNet, x, out_units: int):
     import keras
 

@@ -71,6 +71,35 @@ def test_bad_arch_options_are_config_errors(tmp_path):
     assert "model.heads: embed_dim (64) must be divisible by heads; received heads=3" in proc.stderr
 
 
+def test_an_arch_given_inputs_it_cannot_take_is_a_config_error_naming_what_it_takes():
+    from runner.kernel.errors import ConfigError
+    from runner.models import ARCHS
+
+    table = "received inputs of shape [4] (float32). Use mlp, which takes any shape"
+    images = ("received inputs of shape [8, 8, 1] (float32). For images use cnn, keras_app, mobilenet, resnet, "
+              "resnet9, unet")
+    cases = [({"arch": "cnn"}, (4,), f"model.arch: cnn takes images [height, width, channels]; {table}"),
+             ({"arch": "keras_app", "name": "MobileNetV2", "weights": None}, (4,),
+              f"model.arch: keras_app takes images [height, width, channels]; {table}"),
+             ({"arch": "lstm"}, (8, 8, 1), "model.arch: lstm takes token ids [time] (such as data.preprocess's "
+              f"text_vectorize gives), or with model.vocab_size: null feature sequences [time, features]; {images}"),
+             ({"arch": "transformer", "vocab_size": None}, (4,), "model.arch: transformer with model.vocab_size: "
+              f"null takes feature sequences [time, features]; {table}")]
+    for spec, shape, message in cases:
+        with pytest.raises(ConfigError) as e:
+            _build(spec, shape, 3)
+        assert str(e.value) == message
+    # every image arch says so; the sequence archs take [time, features] without a vocabulary
+    assert ARCHS.where(inputs="images") == ["cnn", "keras_app", "mobilenet", "resnet", "resnet9", "unet"]
+    assert ARCHS.where(inputs="sequences") == ["bilstm", "gru", "lstm", "transformer"]
+    assert _trainable(_build({"arch": "gru", "vocab_size": None, "units": [4]}, (6, 3), 2)) > 0
+    # a layer list: the layer that cannot take its input, by index and class
+    with pytest.raises(ConfigError) as e:
+        _build({"arch": "layers", "layers": [{"Dense": {"units": 4}}, {"Conv2D": {"filters": 2, "kernel_size": 3}}]},
+               (4,), 3)
+    assert str(e.value).startswith("model.layers[1].Conv2D: cannot take inputs of shape [4]: ")
+
+
 def test_unet_depth_must_divide_the_input():
     from runner.kernel.errors import ConfigError
 
