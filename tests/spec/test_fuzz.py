@@ -44,7 +44,7 @@ def valid_specs(draw) -> dict:
         data["batch_augment"] = [{draw(st.sampled_from(["mixup", "cutmix"])): {"alpha": draw(st.floats(0.01, 5))}}]
     common = {"dropout": draw(st.floats(0, 0.99)), "batchnorm": draw(st.booleans()),
               "activation": draw(st.sampled_from(["relu", "gelu", "swish", "tanh"]))}
-    if draw(st.booleans()):
+    if not images or draw(st.booleans()):  # an image arch on a table is refused too
         model = {"arch": "mlp", "units": draw(st.lists(st.integers(1, 512), min_size=1, max_size=3)), **common}
     else:
         model = {"arch": "cnn", "filters": draw(st.lists(st.integers(1, 64), min_size=1, max_size=3)),
