@@ -62,6 +62,18 @@ def load_class(path: str):
     return obj
 
 
+def _built(path: str):
+    """The callback at `path`, built with no arguments, or ConfigError when its class needs some."""
+    from runner.kernel.errors import ConfigError
+
+    cls = load_class(path)
+    try:
+        return cls()
+    except TypeError as e:  # such as keras.callbacks.CSVLogger, whose filename has no default
+        raise ConfigError(f"callbacks.custom: {path!r}: cannot be built with no arguments ({e}); dlrun builds "
+                          "custom callbacks without any: subclass it with defaults and name the subclass") from None
+
+
 @CALLBACKS.register("custom", config=Custom)
 def build(cfg: Custom, ctx):
-    return [load_class(path)() for path in cfg.root]
+    return [_built(path) for path in cfg.root]

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import json
 import secrets
+import shutil
 from pathlib import Path
 
 from runner.kernel import atomic, writer
@@ -102,14 +103,13 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def discard_if_unused(self) -> None:
-        """Remove this directory if it holds nothing but its lock (a run that failed before writing anything), and
-        its name folder if that is then empty; a directory with any other file stays."""
-        if {p.name for p in self.path.iterdir()} <= {LOCK}:
-            with contextlib.suppress(OSError):  # the name folder holds other runs: it stays
-                self.file(LOCK).unlink(missing_ok=True)
-                self.path.rmdir()
-                self.path.parent.rmdir()
+    def discard(self) -> None:
+        """Remove this run directory, one whose run failed before training (its config, env.json and empty
+        folders only), after the background writer's pending writes; and its name folder if that is then empty."""
+        writer.wait()
+        shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the name folder holds other runs: it stays
+            self.path.parent.rmdir()
 
     def subdir(self, name: str) -> Path:
         d = self.path / name

@@ -223,7 +223,7 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
     strategy = get_strategy(cfg.distribute)
     check_batch(strategy, cfg.data.batch_size)
     chief = is_chief(strategy)
-    created = run_dir is None and chief  # made here: removed again if the run fails before writing into it
+    created = run_dir is None and chief  # made here: removed again if the run fails before training
     run_dir = run_dir or (rd.RunDir.create(cfg.output.dir, cfg.name) if chief else None)
     stack = contextlib.ExitStack()
     # Only the chief writes the run directory. The other workers run the very same callbacks (their collective
@@ -322,8 +322,8 @@ def prepare(cfg, run_dir: rd.RunDir | None = None, spec_path=None, extra_callbac
         runner = _Fit(model, callbacks, backup_cb, nan_guard, stateful, steps, cfg.train.epochs, val_ds, 0)
     except BaseException:
         stack.close()
-        if created:  # such as missing data: no empty run directory is left to list
-            run_dir.discard_if_unused()
+        if created:  # missing data, a model that cannot take it: no run that never trained is left to list
+            run_dir.discard()
         raise
     return Experiment(cfg, run_dir, strategy, chief, data, mode, steps, model, from_logits, metric_names,
                       train_from, val_ds, test_ds, monitor, progress, compression, backup_cb, runner, start, labels,

@@ -55,6 +55,16 @@ def test_a_name_that_is_not_a_callback_class_is_a_config_error(custom, problem):
     assert caught.value.message == f"callbacks.custom: {custom!r}: {problem}"
 
 
+def test_a_class_that_needs_arguments_fails_the_run_start_with_exit_2_and_leaves_no_run(tmp_path):
+    proc = run_inline("train", _spec(tmp_path, ["keras.callbacks:CSVLogger"]), check_code=2)
+    assert proc.stderr.splitlines()[-1] == (
+        "callbacks.custom: 'keras.callbacks:CSVLogger': cannot be built with no arguments (CSVLogger.__init__() "
+        "missing 1 required positional argument: 'filename'); dlrun builds custom callbacks without any: "
+        "subclass it with defaults and name the subclass")
+    # the run failed before training: its directory (config.yaml, env.json by then) is removed, not listed
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_the_class_is_imported_and_built():
     from dlrun_faults import KillAtStep
     from runner.callbacks import CALLBACKS
