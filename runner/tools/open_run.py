@@ -44,6 +44,9 @@ def open_run(path) -> Run:
     if not path.is_dir():
         raise ConfigError(f"{path}: no such run directory")
     missing = [name for name in (rd.CONFIG, rd.ENV) if not (path / name).is_file()]
+    if missing and (path / rd.fold_dir(1)).is_dir():  # a k-fold parent: each fold trained a model of its own
+        raise ConfigError(f"{path}: a k-fold parent, whose models are its folds'; pass one of them, such as "
+                          f"{path / rd.fold_dir(1)}")
     if missing:
         raise ConfigError(f"{path}: not a run directory (no {missing[0]}); pass a folder that `dlrun train` wrote")
     cfg, _ = load_config(path / rd.CONFIG)

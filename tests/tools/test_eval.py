@@ -84,6 +84,15 @@ def test_not_a_run_directory(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"{tmp_path}: not a run directory (no config.yaml); pass a folder that `dlrun train` wrote")
+    # a k-fold parent (config.yaml, metrics.json, folds/fold-<k>/) has no model of its own: its folds are named
+    parent = tmp_path / "parent"
+    (parent / "folds" / "fold-1").mkdir(parents=True)
+    (parent / "config.yaml").write_text("name: x\n")
+    for verb in (["eval"], ["export", "--format", "onnx"]):
+        assert main([*verb[:1], str(parent), *verb[1:]]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"{parent}: a k-fold parent, whose models are its folds'; pass one of them, such as "
+            f"{parent}/folds/fold-1")
 
 
 def test_a_lambda_layer_is_refused_and_nothing_from_it_runs(run, tmp_path, capsys):
