@@ -292,7 +292,7 @@ def run_sweep(spec_path, overrides=(), trials: int | None = None, storage: str |
 
         train(trial_cfg, run_dir, spec_path=spec_path, extra_callbacks=[reporter])
         if reporter.stop_all:
-            _say(f"trial {trial.number}: pruned after {reporter.step} epochs")
+            _say(f"trial {trial.number}: pruned after {reporter.step} epoch{'' if reporter.step == 1 else 's'}")
             raise optuna.TrialPruned()
         value = objective_value(run_dir.path, trial_cfg, sweep)
         if value is None:

@@ -173,4 +173,4 @@ def test_median_pruner_stops_a_clearly_bad_trial(tmp_path, capsys):
     assert bad.intermediate_values[1] < good.intermediate_values[1]
     history = (tmp_path / bad.user_attrs["run_dir"] / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 1  # header and the one epoch before the pruner stopped it
-    assert "dlrun sweep: trial 1: pruned after 1 epochs" in capsys.readouterr().err
+    assert "dlrun sweep: trial 1: pruned after 1 epoch\n" in capsys.readouterr().err
