@@ -17,7 +17,7 @@ def input_problem(cfg_model, shape: tuple, dtype: str) -> str | None:
            else "Use mlp, which takes any shape")
     arch = cfg_model.arch
     if kind == "images" and len(shape) != 3:
-        return f"model.arch: {arch} takes images [height, width, channels]; {received}. Use mlp, which takes any shape"
+        return f"model.arch: {arch} takes images [height, width, channels]; {received}. {fix}"
     if kind == "sequences" and cfg_model.vocab_size is not None and len(shape) != 1:
         return (f"model.arch: {arch} takes token ids [time] (such as data.preprocess's text_vectorize gives), or "
                 f"with model.vocab_size: null feature sequences [time, features]; {received}. {fix}")
@@ -56,4 +56,4 @@ def outputs_logits(model) -> bool:
     return name not in ("softmax", "sigmoid")
 
 
-__all__ = ["ARCHS", "build_model", "input_problem", "outputs_logits", "output_units"]
+__all__ = ["ARCHS", "build_model", "outputs_logits", "output_units"]
