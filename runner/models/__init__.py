@@ -1,6 +1,6 @@
 """Models: one builder per arch, registered under its YAML name; build_model adds the Input and preprocessing."""
 
-from runner.models.registry import ARCHS
+from runner.models.registry import ANY_SHAPE, ARCHS, TAKES_IMAGES
 from runner.models import (  # noqa: F401  (register)
     cnn, keras_app, layer_list, mlp, mobilenet, resnet, resnet9, rnn, transformer, unet)
 
@@ -13,11 +13,10 @@ def input_problem(cfg_model, shape: tuple, dtype: str) -> str | None:
     """Why the arch cannot take inputs of this shape and dtype (after preprocessing), by its fact `inputs`."""
     kind = getattr(ARCHS.get(cfg_model.arch), "inputs", None)
     received = f"received inputs of shape {list(shape)} ({dtype})"
-    fix = (f"For images use {', '.join(ARCHS.where(inputs='images'))}" if len(shape) == 3
-           else "Use mlp, which takes any shape")
+    fix = f"For images use {', '.join(ARCHS.where(inputs='images'))}" if len(shape) == 3 else f"Use {ANY_SHAPE}"
     arch = cfg_model.arch
     if kind == "images" and len(shape) != 3:
-        return f"model.arch: {arch} takes images [height, width, channels]; {received}. {fix}"
+        return f"model.arch: {arch} {TAKES_IMAGES}; {received}. {fix}"
     if kind == "sequences" and cfg_model.vocab_size is not None and len(shape) != 1:
         return (f"model.arch: {arch} takes token ids [time] (such as data.preprocess's text_vectorize gives), or "
                 f"with model.vocab_size: null feature sequences [time, features]; {received}. {fix}")
@@ -56,4 +55,4 @@ def outputs_logits(model) -> bool:
     return name not in ("softmax", "sigmoid")
 
 
-__all__ = ["ARCHS", "build_model", "outputs_logits", "output_units"]
+__all__ = ["ANY_SHAPE", "ARCHS", "TAKES_IMAGES", "build_model", "outputs_logits", "output_units"]

@@ -51,6 +51,11 @@ class BatchNormed(Strict):
     batchnorm: bool = Field(False, description="batch normalization after each conv/dense layer")
 
 
+# what build_model (a model that cannot take its inputs) and spec/checks.py (a spec whose data are not images) say
+TAKES_IMAGES = "takes images [height, width, channels]"
+ANY_SHAPE = "mlp, which takes any shape"
+
+
 def register_arch(name: str, config, **facts):
     """ARCHS.register with the fact `options`: the shared OPTIONS the arch's config (and so its builder) takes.
 

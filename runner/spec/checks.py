@@ -11,7 +11,7 @@ from runner.compress.checks import spec_problems as compress_problems
 from runner.data.splits import SPLIT_RE, slice_bounds
 from runner.kernel.registry import did_you_mean
 from runner.language.fields import step_name
-from runner.models import ARCHS
+from runner.models import ANY_SHAPE, ARCHS, TAKES_IMAGES
 from runner.training.losses import LOSSES
 from runner.tasks.registry import default_metrics
 from runner.training.metrics import METRICS, metric_names
@@ -171,8 +171,8 @@ def cross_checks(cfg):
         arch = getattr(cfg.model, "arch", None)  # a gan's model block names two networks instead
         if arch is not None and getattr(ARCHS.get(arch), "inputs", None) == "images":
             text = getattr(SOURCES.get(data.source), "text", False)
-            fits = ", ".join(ARCHS.where(inputs="sequences")) if text else "mlp, which takes any shape"
-            yield ("model", "arch"), f"{arch} takes images [height, width, channels]; {why}. Use {fits}"
+            fits = ", ".join(ARCHS.where(inputs="sequences")) if text else ANY_SHAPE
+            yield ("model", "arch"), f"{arch} {TAKES_IMAGES}; {why}. Use {fits}"
     elif why := _not_rgb(data):
         for i, step in enumerate(data.augment):
             name = step_name(step)

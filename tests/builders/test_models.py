@@ -92,7 +92,8 @@ def test_an_arch_given_inputs_it_cannot_take_is_a_config_error_naming_what_it_ta
     # every image arch says so; the sequence archs take [time, features] without a vocabulary
     assert ARCHS.where(inputs="images") == ["cnn", "keras_app", "mobilenet", "resnet", "resnet9", "unet"]
     assert ARCHS.where(inputs="sequences") == ["bilstm", "gru", "lstm", "transformer"]
-    assert _trainable(_build({"arch": "gru", "vocab_size": None, "units": [4]}, (6, 3), 2)) > 0
+    # GRU (reset_after): 3 x (4 x (3 + 4) + 2 x 4) = 108, and the head 4 x 2 + 2 = 10
+    assert _trainable(_build({"arch": "gru", "vocab_size": None, "units": [4]}, (6, 3), 2)) == 118
     # a layer list: the layer that cannot take its input, by index and class
     with pytest.raises(ConfigError) as e:
         _build({"arch": "layers", "layers": [{"Dense": {"units": 4}}, {"Conv2D": {"filters": 2, "kernel_size": 3}}]},
